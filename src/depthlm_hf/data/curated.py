@@ -1,0 +1,207 @@
+"""Lazy loader for the curated DepthLM format: a jsonl file of records plus a folder of images.
+
+The file is streamed line by line and never held in memory, so a jsonl of 16 million lines costs
+no more than one of ten. Random access (`dataset[i]`) uses an index of byte offsets built on first
+use (8 bytes per line). Image paths are resolved under `image_root` and refused when they leave it.
+Invalid records are skipped and counted in :attr:`CuratedDataset.skipped`, or raise, as the caller
+chooses with `on_error`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..imaging import DEFAULT_MAX_PIXELS, load_image
+from .records import InvalidRecordError, validate_record
+
+OnError = Literal["skip", "raise"]
+
+
+def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
+    """The absolute path of `relative` inside `image_root`; raises :class:`InvalidRecordError` when it escapes.
+
+    A leading `/` is ignored (the official release joins paths that way), `..` and symbolic links
+    are resolved before the check.
+
+    >>> resolve_image_path("rgb/a.png", "/data/ibims1").as_posix()
+    '/data/ibims1/rgb/a.png'
+    >>> resolve_image_path("../../etc/passwd", "/data/ibims1")
+    Traceback (most recent call last):
+    ...
+    depthlm_hf.data.records.InvalidRecordError: [unsafe_path] `image` '../../etc/passwd' points outside the image root '/data/ibims1'.
+    """
+    if not isinstance(relative, str) or not relative.strip("/ "):
+        raise InvalidRecordError("bad_path", f"`image` must be a non-empty relative path, got {relative!r}.")
+    root = Path(image_root).resolve()
+    path = (root / relative.lstrip("/")).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidRecordError(
+            "unsafe_path", f"`image` {relative!r} points outside the image root {str(root)!r}."
+        )
+    return path
+
+
+class CuratedDataset:
+    """Records of one curated jsonl file, streamed lazily.
+
+    Args:
+        jsonl_path: the jsonl file (one record per line, see :mod:`depthlm_hf.data.records`).
+        image_root: folder that image paths are relative to; records pointing outside it are rejected.
+        on_error: "skip" (count the bad record in :attr:`skipped` and go on) or "raise"
+            (:class:`~depthlm_hf.data.records.InvalidRecordError` naming the line).
+        decode_images: open each image while iterating (corrupt files are then caught here) and put
+            the RGB PIL image in the record; with `False` records carry the checked absolute path.
+        dataset: name stored in records that have none (default: the file's stem).
+        max_pixels: decompression-bomb guard passed to :func:`depthlm_hf.imaging.load_image`.
+
+    Iterating yields valid records (dicts with numpy `pixel_coords` (N, 2) [px] and `depth` (N,) [m],
+    plus `index`, the 0-based record number in the file). :attr:`stats` counts `"ok"` and every
+    skip reason of the last pass; :attr:`skipped` only the reasons.
+    """
+
+    def __init__(
+        self,
+        jsonl_path: str | os.PathLike,
+        image_root: str | os.PathLike,
+        on_error: OnError = "skip",
+        decode_images: bool = True,
+        dataset: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"`on_error` must be one of 'skip', 'raise', got {on_error!r}.")
+        self.jsonl_path = Path(jsonl_path)
+        if not self.jsonl_path.is_file():
+            raise ValueError(f"`jsonl_path` {str(self.jsonl_path)!r} is not a file.")
+        self.image_root = Path(image_root)
+        if not self.image_root.is_dir():
+            raise ValueError(f"`image_root` {str(self.image_root)!r} is not a folder.")
+        self.on_error = on_error
+        self.decode_images = decode_images
+        self.dataset = dataset if dataset is not None else self.jsonl_path.stem
+        self.max_pixels = max_pixels
+        self.stats: Counter[str] = Counter()
+        self._offsets: np.ndarray | None = None
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Skipped records by reason (see :data:`~depthlm_hf.data.records.SKIP_REASONS`)."""
+        return Counter({k: v for k, v in self.stats.items() if k != "ok"})
+
+    def __repr__(self) -> str:
+        return f"CuratedDataset({str(self.jsonl_path)!r}, image_root={str(self.image_root)!r}, on_error={self.on_error!r})"
+
+    # -- streaming ----------------------------------------------------------------------------
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        index = 0
+        with open(self.jsonl_path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield index, line
+                    index += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.stats = Counter()
+        for index, line in self._lines():
+            record = self._parse_or_skip(index, line)
+            if record is not None:
+                yield record
+
+    def _parse_or_skip(self, index: int, line: bytes) -> dict[str, Any] | None:
+        try:
+            record = self.parse(index, line)
+        except InvalidRecordError as err:
+            self.stats[err.reason] += 1
+            if self.on_error == "raise":
+                raise InvalidRecordError(err.reason, f"{self.jsonl_path}, record {index}: {err}") from None
+            return None
+        self.stats["ok"] += 1
+        return record
+
+    def parse(self, index: int, line: bytes | str) -> dict[str, Any]:
+        """Validate one jsonl line (record number `index`); raises :class:`InvalidRecordError`."""
+        try:
+            raw = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InvalidRecordError("bad_json", f"not valid JSON: {err}") from None
+        record = validate_record(raw)
+        record["index"] = index
+        record["dataset"] = record["dataset"] or self.dataset
+        for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
+            if key in record and record[key] is not None:
+                record[key] = self._image(record[key], record[intr_key])
+        return record
+
+    def _image(self, relative: Any, intrinsics: list[float]) -> Any:
+        path = resolve_image_path(relative, self.image_root)
+        if not self.decode_images:
+            if not path.is_file():
+                raise InvalidRecordError("unreadable_image", f"`image` {str(path)!r} does not exist.")
+            return str(path)
+        try:
+            image = load_image(path, max_pixels=self.max_pixels)
+        except ValueError as err:
+            raise InvalidRecordError("unreadable_image", str(err)) from None
+        if image.size != (intrinsics[4], intrinsics[5]):
+            raise InvalidRecordError(
+                "size_mismatch",
+                f"image {str(path)!r} is {image.width}x{image.height} but its intrinsics say "
+                f"{intrinsics[4]}x{intrinsics[5]}.",
+            )
+        return image
+
+    # -- random access ------------------------------------------------------------------------
+    def _index(self) -> np.ndarray:
+        if self._offsets is None:
+            offsets, position = [], 0
+            with open(self.jsonl_path, "rb") as f:
+                for line in f:
+                    if line.strip():
+                        offsets.append(position)
+                    position += len(line)
+            self._offsets = np.asarray(offsets, dtype=np.int64)
+        return self._offsets
+
+    def __len__(self) -> int:
+        """Number of (non-blank) lines, valid or not; builds the offset index on first use."""
+        return len(self._index())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Record `index` (0-based line number); raises :class:`InvalidRecordError` when it is invalid.
+
+        Random access always raises on a bad record (whatever `on_error`): the views catch it,
+        count it in :attr:`stats` and draw another.
+        """
+        offsets = self._index()
+        if not -len(offsets) <= index < len(offsets):
+            raise IndexError(f"record {index} out of range for {len(offsets)} records.")
+        index %= len(offsets)
+        with open(self.jsonl_path, "rb") as f:
+            f.seek(int(offsets[index]))
+            line = f.readline()
+        try:
+            record = self.parse(index, line)
+        except InvalidRecordError as err:
+            self.stats[err.reason] += 1
+            raise
+        return record
+
+
+def load_curated(
+    jsonl_path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    on_error: OnError = "skip",
+    decode_images: bool = True,
+    dataset: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> CuratedDataset:
+    """Open a curated DepthLM jsonl lazily (see :class:`CuratedDataset`); `image_root` defaults to its folder."""
+    root = Path(jsonl_path).parent if image_root is None else image_root
+    return CuratedDataset(jsonl_path, root, on_error, decode_images, dataset, max_pixels)

@@ -1,0 +1,151 @@
+"""Curated-format loader: the real iBims-1 sample, path confinement, skip-and-count of bad records."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from depthlm_hf.data import CuratedDataset, InvalidRecordError, load_curated, record_features, validate_record
+
+SHARED = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
+IBIMS = SHARED / "ibims1"
+
+
+def delta1(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Fraction of points with max(pred / gt, gt / pred) < 1.25."""
+    return float(np.mean(np.maximum(pred / gt, gt / pred) < 1.25))
+
+
+def good(image="rgb/a.png", **over):
+    rec = {"image": image, "intrinsics": [50.0, 50.0, 15.5, 11.5, 32, 24], "pixel_coords": [[1, 2], [30, 20]],
+           "depth": [1.5, 2.5]}
+    rec.update(over)
+    return rec
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "data"
+    (root / "rgb").mkdir(parents=True)
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(root / "rgb" / "a.png")
+    (root / "rgb" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (tmp_path / "secret.png").write_bytes((root / "rgb" / "a.png").read_bytes())
+    return root
+
+
+def write(path, records):
+    with open(path, "w") as f:
+        for rec in records:
+            f.write((rec if isinstance(rec, str) else json.dumps(rec)) + "\n")
+    return path
+
+
+@pytest.mark.skipif(not IBIMS.is_dir(), reason="needs ../shared/data/ibims1")
+def test_ibims1_sample_loads_unchanged_and_constant_2m_scores_0_2819():
+    ds = load_curated(IBIMS / "ibims1_val.jsonl", IBIMS)
+    records = list(ds)
+    assert len(records) == 100 and len(ds) == 100
+    assert sum(len(r["depth"]) for r in records) == 10_000
+    assert ds.stats == {"ok": 100} and not ds.skipped
+    first = json.loads((IBIMS / "ibims1_val.jsonl").open().readline())
+    assert records[0]["intrinsics"] == first["intrinsics"]
+    assert records[0]["pixel_coords"].tolist() == first["pixel_coords"]
+    assert records[0]["depth"].tolist() == first["depth"]
+    assert records[0]["image"].size == (640, 480)
+    depth = np.concatenate([r["depth"] for r in records])
+    assert round(delta1(np.full_like(depth, 2.0), depth), 4) == 0.2819
+
+
+def test_bad_records_are_skipped_and_counted(folder):
+    nan = json.dumps(good()).replace("2.5", "NaN")
+    records = [
+        good(),
+        good(image="../../etc/passwd"),
+        good(image="../secret.png"),
+        good(image="rgb/corrupt.png"),
+        good(image="rgb/missing.png"),
+        nan,
+        good(depth=[1.0, -2.0]),
+        good(depth=[1.0]),
+        good(pixel_coords=[[1, 2], [30]]),
+        good(pixel_coords=[[1, 2], [32, 20]]),
+        good(intrinsics=[50, 50, 15.5, 11.5, 64, 48]),
+        good(intrinsics=[0, 50, 15.5, 11.5, 32, 24]),
+        {"image": "rgb/a.png", "depth": [1.0]},
+        "{not json",
+        "",
+        good(dataset="mine", scene="s1"),
+    ]
+    ds = load_curated(write(folder / "d.jsonl", records), folder)
+    out = list(ds)
+    assert [r["index"] for r in out] == [0, 14]
+    assert out[1]["dataset"] == "mine" and out[0]["dataset"] == "d"
+    assert ds.skipped == {
+        "unsafe_path": 2, "unreadable_image": 2, "bad_depth": 2, "length_mismatch": 1, "bad_coords": 1,
+        "coords_outside_image": 1, "size_mismatch": 1, "bad_intrinsics": 1, "missing_field": 1, "bad_json": 1,
+    }
+    assert ds.stats["ok"] == 2 and len(ds) == 15
+
+
+def test_raise_mode_names_the_line_and_reason(folder):
+    ds = load_curated(write(folder / "d.jsonl", [good(), good(image="../../etc/passwd")]), folder, on_error="raise")
+    with pytest.raises(InvalidRecordError, match=r"record 1.*unsafe_path") as info:
+        list(ds)
+    assert info.value.reason == "unsafe_path"
+
+
+def test_random_access_by_byte_offset(folder):
+    ds = load_curated(write(folder / "d.jsonl", [good(depth=[1.0, d]) for d in (2.0, 3.0, 4.0)]), folder)
+    assert ds[2]["depth"].tolist() == [1.0, 4.0] and ds[-3]["index"] == 0
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+def test_random_access_raises_on_bad_record_and_counts_it(folder):
+    ds = load_curated(write(folder / "d.jsonl", [good(), good(image="rgb/corrupt.png")]), folder)
+    with pytest.raises(InvalidRecordError):
+        ds[1]
+    assert ds.skipped == {"unreadable_image": 1}
+
+
+def test_paths_mode_keeps_checked_absolute_paths(folder):
+    ds = load_curated(write(folder / "d.jsonl", [good(image="/rgb/a.png")]), folder, decode_images=False)
+    (rec,) = list(ds)
+    assert rec["image"] == str((folder / "rgb" / "a.png").resolve())
+
+
+def test_symlink_leaving_the_root_is_rejected(folder, tmp_path):
+    (folder / "rgb" / "link.png").symlink_to(tmp_path / "secret.png")
+    ds = load_curated(write(folder / "d.jsonl", [good(image="rgb/link.png")]), folder)
+    assert list(ds) == [] and ds.skipped == {"unsafe_path": 1}
+
+
+def test_argument_errors(folder):
+    with pytest.raises(ValueError, match="`on_error`"):
+        CuratedDataset(write(folder / "d.jsonl", []), folder, on_error="ignore")
+    with pytest.raises(ValueError, match="`jsonl_path`"):
+        load_curated(folder / "nope.jsonl")
+    with pytest.raises(ValueError, match="`image_root`"):
+        load_curated(write(folder / "d.jsonl", []), folder / "nope")
+
+
+def test_two_view_records_validate_pose():
+    rec = good(image2="rgb/a.png", intrinsics2=[50.0, 50.0, 15.5, 11.5, 32, 24], rotation=np.eye(3).tolist(),
+               translation=[0.3, 0.0, 0.4])
+    assert validate_record(rec)["translation"].tolist() == [0.3, 0.0, 0.4]
+    with pytest.raises(InvalidRecordError, match="bad_pose"):
+        validate_record({**rec, "rotation": (2 * np.eye(3)).tolist()})
+    with pytest.raises(InvalidRecordError, match="missing_field"):
+        validate_record({**rec, "translation": None}, two_view=True)
+
+
+def test_features_build_a_datasets_table():
+    import datasets
+
+    rows = {"image": [Image.new("RGB", (4, 3))], "intrinsics": [[5.0, 5.0, 1.5, 1.0, 4, 3]],
+            "pixel_coords": [[[1.0, 2.0]]], "depth": [[2.0]], "dataset": ["x"], "scene": ["y"]}
+    table = datasets.Dataset.from_dict(rows, features=record_features())
+    assert table[0]["depth"] == [2.0] and table[0]["image"].size == (4, 3)
