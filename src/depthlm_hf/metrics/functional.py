@@ -1,0 +1,146 @@
+"""Depth metrics as pure numpy functions: delta thresholds, AbsRel, SqRel, RMSE, RMSE-log, log10, SILog.
+
+How predictions that are not a usable depth enter the metrics (the policy of every function here):
+
+- A prediction is *valid* when it is a finite number > 0 [m]. `None` (an answer that did not parse),
+  NaN, +/-inf, zero and negative values are *invalid*.
+- The delta accuracies count an invalid prediction as **wrong**: `delta1 = #(valid and
+  max(p/g, g/p) < 1.25) / N` over all N samples. This is the headline DepthLM figure, so a model cannot
+  raise it by refusing to answer.
+- The error metrics (AbsRel, SqRel, RMSE, RMSE-log, log10, SILog) are undefined for invalid
+  predictions (log of zero, infinite error), so they are computed over the valid predictions only;
+  `num_invalid` / `invalid_rate` and `parse_failure_rate` report how many were left out. With no
+  valid prediction they are NaN.
+- An empty input gives NaN for every rate and metric and 0 for the counts.
+- References must be finite and > 0 [m]; anything else is a dataset error and raises `ValueError`.
+
+SILog follows BTS/ZoeDepth: `e = ln p - ln g`, `SILog = 100 * sqrt(mean(e^2) - mean(e)^2)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+METRIC_NAMES = (
+    "delta1",
+    "delta2",
+    "delta3",
+    "abs_rel",
+    "sq_rel",
+    "rmse",
+    "rmse_log",
+    "log10",
+    "silog",
+)
+COUNT_NAMES = ("num_samples", "num_valid", "num_invalid", "num_unparseable")
+RATE_NAMES = ("invalid_rate", "parse_failure_rate")
+
+
+def to_metres(predictions: Sequence[Any], task: str = "distance") -> list[float | None]:
+    """Turn predictions (numbers, `None` or raw model text) into floats [m], `None` where text does not parse.
+
+    Text is read by `depthlm_hf.answers.parse_answer(text, task)`; numbers pass through unchanged
+    (NaN, inf and negative values included: :func:`depth_metrics` treats them as invalid).
+
+    >>> to_metres([1.5, None, 2])
+    [1.5, None, 2.0]
+    """
+    out: list[float | None] = []
+    for p in predictions:
+        if p is None:
+            out.append(None)
+        elif isinstance(p, str):
+            from depthlm_hf.answers import parse_answer
+
+            value = parse_answer(p, task)
+            out.append(None if value is None else float(value))
+        elif isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(
+                f"`predictions` must hold numbers, None or answer text, got {type(p).__name__} {p!r}."
+            )
+        else:
+            out.append(float(p))
+    return out
+
+
+def _as_arrays(predictions: Sequence[Any], references: Sequence[float], task: str) -> tuple[np.ndarray, ...]:
+    values = to_metres(predictions, task)
+    refs = np.asarray(references, dtype=np.float64).reshape(-1)
+    if len(values) != refs.shape[0]:
+        raise ValueError(
+            f"`predictions` has {len(values)} items and `references` {refs.shape[0]}; they must match."
+        )
+    bad = ~(np.isfinite(refs) & (refs > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"`references` must be finite and > 0 [m]; {int(bad.sum())} are not (first: index {i}, "
+            f"value {refs[i]!r})."
+        )
+    unparseable = np.array([v is None for v in values], dtype=bool)
+    preds = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return preds, refs, unparseable
+
+
+def depth_metrics(
+    predictions: Sequence[Any], references: Sequence[float], task: str = "distance"
+) -> dict[str, float | int]:
+    """All depth metrics of (N,) predictions against (N,) references [m] (see the module policy).
+
+    Returns a dict with `delta1`, `delta2`, `delta3`, `abs_rel`, `sq_rel`, `rmse`, `rmse_log`,
+    `log10`, `silog` (floats), `num_samples`, `num_valid`, `num_invalid`, `num_unparseable` (ints),
+    `invalid_rate` and `parse_failure_rate` (floats in [0, 1]).
+
+    >>> m = depth_metrics([2.0, 2.0, None, -1.0], [2.0, 4.0, 1.0, 1.0])
+    >>> m["delta1"], m["abs_rel"], m["num_invalid"], m["parse_failure_rate"]
+    (0.25, 0.25, 2, 0.25)
+    """
+    preds, refs, unparseable = _as_arrays(predictions, references, task)
+    n = preds.shape[0]
+    valid = np.isfinite(preds) & (preds > 0)
+    out: dict[str, float | int] = {
+        "num_samples": n,
+        "num_valid": int(valid.sum()),
+        "num_invalid": int(n - valid.sum()),
+        "num_unparseable": int(unparseable.sum()),
+        "invalid_rate": float(n - valid.sum()) / n if n else math.nan,
+        "parse_failure_rate": float(unparseable.sum()) / n if n else math.nan,
+    }
+    p, g = preds[valid], refs[valid]
+    ratio = np.maximum(p / g, g / p)
+    for k in (1, 2, 3):
+        out[f"delta{k}"] = float((ratio < 1.25**k).sum()) / n if n else math.nan
+    if p.size == 0:
+        out.update({name: math.nan for name in METRIC_NAMES[3:]})
+        return {key: out[key] for key in (*METRIC_NAMES, *COUNT_NAMES, *RATE_NAMES)}
+    err = p - g
+    log_err = np.log(p) - np.log(g)
+    out["abs_rel"] = float(np.mean(np.abs(err) / g))
+    out["sq_rel"] = float(np.mean(err**2 / g))
+    out["rmse"] = float(np.sqrt(np.mean(err**2)))
+    out["rmse_log"] = float(np.sqrt(np.mean(log_err**2)))
+    out["log10"] = float(np.mean(np.abs(np.log10(p) - np.log10(g))))
+    # Clamp tiny negative variances from rounding (e.g. a constant log ratio) before the square root.
+    out["silog"] = float(100.0 * np.sqrt(max(np.mean(log_err**2) - np.mean(log_err) ** 2, 0.0)))
+    return {key: out[key] for key in (*METRIC_NAMES, *COUNT_NAMES, *RATE_NAMES)}
+
+
+def delta_accuracy(
+    predictions: Sequence[Any], references: Sequence[float], threshold: float = 1.25, task: str = "distance"
+) -> float:
+    """Fraction of all N samples with a valid prediction and `max(p/g, g/p) < threshold`; NaN when N = 0.
+
+    >>> delta_accuracy([2.0] * 4, [1.0, 1.7, 2.4, 3.0])
+    0.5
+    """
+    preds, refs, _ = _as_arrays(predictions, references, task)
+    if preds.size == 0:
+        return math.nan
+    valid = np.isfinite(preds) & (preds > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.maximum(preds / refs, refs / preds)
+    return float((valid & (ratio < threshold)).sum()) / preds.size

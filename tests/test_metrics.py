@@ -1,0 +1,160 @@
+"""Depth metrics: the pure functions and the `evaluate` module against an independent numpy reference.
+
+Reference maths (written out here, independently of the package):
+  valid = finite and > 0; delta_k = #(valid & max(p/g, g/p) < 1.25^k) / N over all N samples;
+  the error metrics over the valid samples only; SILog = 100 * sqrt(mean(e^2) - mean(e)^2), e = ln p - ln g.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthlm_hf.metrics import delta_accuracy, depth_metrics, metric_path, to_metres
+
+
+def reference_metrics(pred, gt):
+    pred = np.array([np.nan if p is None else p for p in pred], dtype=float)
+    gt = np.asarray(gt, dtype=float)
+    n = len(gt)
+    ok = np.isfinite(pred) & (pred > 0)
+    p, g = pred[ok], gt[ok]
+    out = {}
+    for k, thr in ((1, 1.25), (2, 1.5625), (3, 1.953125)):
+        hits = sum(1 for a, b in zip(p, g, strict=True) if max(a / b, b / a) < thr)
+        out[f"delta{k}"] = hits / n if n else math.nan
+    if len(p) == 0:
+        for name in ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"):
+            out[name] = math.nan
+        return out
+    out["abs_rel"] = np.sum(np.abs(p - g) / g) / len(p)
+    out["sq_rel"] = np.sum((p - g) ** 2 / g) / len(p)
+    out["rmse"] = math.sqrt(np.sum((p - g) ** 2) / len(p))
+    out["rmse_log"] = math.sqrt(np.sum((np.log(p) - np.log(g)) ** 2) / len(p))
+    out["log10"] = np.sum(np.abs(np.log(p) / np.log(10) - np.log(g) / np.log(10))) / len(p)
+    e = np.log(p / g)
+    var = np.var(e)  # population variance = mean(e^2) - mean(e)^2
+    out["silog"] = 100 * math.sqrt(var)
+    return out
+
+
+def assert_matches(got, want):
+    for key, value in want.items():
+        if math.isnan(value):
+            assert math.isnan(got[key]), key
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+@pytest.fixture(scope="module")
+def metric(tmp_path_factory):
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+    import evaluate
+
+    return evaluate.load(metric_path())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_data_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0.3, 30.0, size=500)
+    pred = gt * np.exp(rng.normal(0, 0.4, size=500))
+    got = depth_metrics(pred.tolist(), gt.tolist())
+    assert_matches(got, reference_metrics(pred.tolist(), gt))
+    assert got["num_valid"] == 500 and got["invalid_rate"] == 0.0
+
+
+def test_edge_cases_zero_negative_nan_inf_none():
+    pred = [0.0, -1.0, math.nan, math.inf, -math.inf, None, 2.0, 3.1]
+    gt = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 3.0]
+    got = depth_metrics(pred, gt)
+    assert_matches(got, reference_metrics(pred, gt))
+    assert got["delta1"] == 2 / 8
+    assert (got["num_samples"], got["num_valid"], got["num_invalid"], got["num_unparseable"]) == (8, 2, 6, 1)
+    assert got["parse_failure_rate"] == 1 / 8 and got["invalid_rate"] == 6 / 8
+
+
+def test_empty_input_gives_nan_and_zero_counts():
+    got = depth_metrics([], [])
+    assert got["num_samples"] == 0 and got["num_valid"] == 0
+    for name in ("delta1", "abs_rel", "silog", "parse_failure_rate"):
+        assert math.isnan(got[name])
+
+
+def test_all_unparseable_text():
+    got = depth_metrics(["no idea", "", "far away"], [1.0, 2.0, 3.0])
+    assert got["delta1"] == 0.0 and got["parse_failure_rate"] == 1.0 and got["num_valid"] == 0
+    assert math.isnan(got["rmse"])
+
+
+def test_text_predictions_are_parsed():
+    text = ["The point is around 2.00 meters away from the camera.", "<answer> 4.5 </answer>", "150 cm", "?"]
+    assert to_metres(text) == [2.0, 4.5, 1.5, None]
+    assert depth_metrics(text, [2.0, 4.5, 1.5, 1.0])["delta1"] == 0.75
+
+
+def test_exact_delta_threshold_is_excluded():
+    # max(p/g, g/p) == 1.25 exactly is not < 1.25.
+    assert delta_accuracy([1.25, 1.0, 1.2], [1.0, 1.25, 1.0]) == pytest.approx(1 / 3)
+
+
+def test_constant_log_ratio_has_zero_silog():
+    got = depth_metrics([2.0, 4.0, 8.0], [1.0, 2.0, 4.0])
+    assert got["silog"] == 0.0 and got["delta1"] == 0.0 and got["rmse_log"] == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize("bad", [[0.0], [-1.0], [math.nan], [math.inf]])
+def test_bad_references_raise(bad):
+    with pytest.raises(ValueError, match="`references`"):
+        depth_metrics([1.0], bad)
+
+
+def test_length_mismatch_and_bad_types_raise():
+    with pytest.raises(ValueError, match="must match"):
+        depth_metrics([1.0, 2.0], [1.0])
+    with pytest.raises(TypeError, match="`predictions`"):
+        depth_metrics([[1.0]], [1.0])
+
+
+def test_evaluate_module_matches_functional(metric):
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.5, 10.0, size=64)
+    pred = (gt * rng.uniform(0.6, 1.5, size=64)).tolist()
+    pred[5] = None
+    pred[7] = -2.0
+    got = metric.compute(predictions=pred, references=gt.tolist())
+    assert got == pytest.approx(depth_metrics(pred, gt.tolist()), nan_ok=True)
+
+
+def test_evaluate_module_mixed_text_empty_and_task(metric):
+    got = metric.compute(predictions=[2.0, "around 4.1 meters", "no idea"], references=[2.1, 4.0, 3.0])
+    assert got["delta1"] == pytest.approx(2 / 3) and got["num_unparseable"] == 1
+    assert metric.compute(predictions=[], references=[])["num_samples"] == 0
+    assert metric.compute(predictions=["about 12 seconds"], references=[12.0], task="time")["delta1"] == 1.0
+    metric.add_batch(predictions=["12 cm", "3 m"], references=[0.12, 3.0])
+    assert metric.compute()["abs_rel"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_metric_card_follows_evaluate_convention():
+    card = (Path(metric_path()) / "README.md").read_text()
+    assert card.startswith("---\n") and "# Metric Card for" in card
+    sections = ("## Metric Description", "## How to Use", "### Inputs", "### Output Values", "## Citation")
+    for section in sections:
+        assert section in card
+
+
+def _ibims1():
+    root = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
+    return root / "ibims1" / "ibims1_val.jsonl"
+
+
+@pytest.mark.skipif(not _ibims1().exists(), reason="../shared/data/ibims1 not present")
+def test_constant_two_metres_on_ibims1_sample():
+    gt = [d for line in _ibims1().open() for d in json.loads(line)["depth"]]
+    assert len(gt) == 10_000
+    assert depth_metrics([2.0] * len(gt), gt)["delta1"] == pytest.approx(0.2819, abs=1e-12)
