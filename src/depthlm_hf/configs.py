@@ -1,0 +1,200 @@
+"""Arguments of the `depthlm sft` and `depthlm grpo` scripts: data and visual-prompt settings, plus TRL's
+trainer configs with the DepthLM defaults.
+
+Each dataclass field is a command-line flag (`--unified_focal_length 750`) and a recipe key (YAML under
+`recipes/`); `trl.TrlParser` reads `--config recipe.yaml` as defaults and lets flags override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trl import GRPOConfig, SFTConfig
+
+from depthlm_hf.answers import TASKS
+
+GRPO_SYSTEM_PROMPT = (
+    "You answer questions about distances in images. First reason about the question inside <think> </think> "
+    "tags, then write the final answer, a number in the unit the question asks for, inside <answer> </answer> "
+    "tags, for example: <think> reasoning here </think><answer> 3.25 </answer>"
+)
+"""System prompt of GRPO training: reason in `<think>`, answer in `<answer>` (parsed by `parse_answer`)."""
+
+
+def _check_range(name: str, values: list[int] | None) -> None:
+    if values is None:
+        return
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
+        raise ValueError(f"`{name}` must be two sizes [min, max] [px] with 0 < min <= max, got {values!r}.")
+
+
+def _check_weights(name: str, weights: list[float] | None, count: int, of: str) -> None:
+    if weights is None:
+        return
+    if len(weights) != count:
+        raise ValueError(f"`{name}` has {len(weights)} weights for {count} {of}; give one per entry.")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"`{name}` must be >= 0 with a positive sum, got {weights!r}.")
+
+
+@dataclass
+class DepthLMScriptArguments:
+    """Data sources, task mixture and visual-prompt settings shared by SFT and GRPO.
+
+    Paper defaults: unified focal length 1000 px, random crops of width 1000-1400 and height 700-1200 px
+    centred on the image centre, one red arrow per sample, equal sampling of datasets and tasks.
+    """
+
+    dataset: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Curated datasets, each as `jsonl_path:image_root` (a jsonl of DepthLM records and the folder "
+            "their image paths are relative to). Empty: train on the `synthetic` preset."
+        },
+    )
+    dataset_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Sampling weight of each `dataset` entry (default: equal, as in the paper)."},
+    )
+    synthetic: Literal["indoor", "outdoor"] = field(
+        default="indoor",
+        metadata={"help": "Procedural scene preset used when `dataset` is empty: indoor 1-10 m, outdoor 2-80 m."},
+    )
+    synthetic_scenes: int = field(
+        default=512,
+        metadata={"help": "Number of synthetic scenes to generate when `dataset` is empty."},
+    )
+    synthetic_image_size: list[int] | None = field(
+        default=None,
+        metadata={"help": "Width and height [px] of synthetic images (default: the preset's random sizes)."},
+    )
+    tasks: list[str] = field(
+        default_factory=lambda: ["distance"],
+        metadata={"help": f"Tasks to train on, mixed in one model. Available: {', '.join(TASKS)}."},
+    )
+    task_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Sampling weight of each task (default: equal, as in the paper)."},
+    )
+    crop_width: list[int] | None = field(
+        default_factory=lambda: [1000, 1400],
+        metadata={"help": "Range [min, max] [px] of the random crop width after focal unification (none: no crop)."},
+    )
+    crop_height: list[int] | None = field(
+        default_factory=lambda: [700, 1200],
+        metadata={"help": "Range [min, max] [px] of the random crop height after focal unification."},
+    )
+    crop_position: Literal["center", "random"] = field(
+        default="center",
+        metadata={"help": "Crop window placement: centred on the image centre (official release) or random."},
+    )
+    aspect_jitter: float | None = field(
+        default=None,
+        metadata={"help": "Maximum relative aspect-ratio jitter of the crop, e.g. 0.2 (the paper uses it on Taskonomy)."},
+    )
+    points_per_image: int = field(
+        default=1,
+        metadata={"help": "Labelled pixels drawn per training image (paper: 1)."},
+    )
+    unified_focal_length: float = field(
+        default=1000.0,
+        metadata={"help": "Focal length f* [px] every image is resized to (paper: 1000; official Pixtral: 750)."},
+    )
+    focal_mode: Literal["xy", "fx"] = field(
+        default="xy",
+        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' scales both by f*/fx (official)."},
+    )
+    marker_shape: Literal["arrow", "cross", "circle"] = field(
+        default="arrow", metadata={"help": "Shape of the drawn marker (paper: arrow)."}
+    )
+    marker_size: int = field(default=5, metadata={"help": "Marker size [px] (paper: 5)."})
+    processor_preset: Literal["paper", "official_pixtral"] = field(
+        default="paper",
+        metadata={"help": "DepthLMProcessor preset when the base model has no saved DepthLM settings."},
+    )
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Decompression-bomb guard for input images [px] (default: the processor's)."},
+    )
+    eval_samples: int = field(
+        default=0,
+        metadata={"help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no evaluation)."},
+    )
+
+    def __post_init__(self) -> None:
+        for entry in self.dataset:
+            if ":" not in entry:
+                raise ValueError(f"`dataset` entries must be `jsonl_path:image_root`, got {entry!r}.")
+        _check_weights("dataset_weights", self.dataset_weights, len(self.dataset), "datasets")
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"Unknown `tasks` {unknown or self.tasks!r}. Available: {', '.join(TASKS)}.")
+        _check_weights("task_weights", self.task_weights, len(self.tasks), "tasks")
+        _check_range("crop_width", self.crop_width)
+        _check_range("crop_height", self.crop_height)
+        if (self.crop_width is None) != (self.crop_height is None):
+            raise ValueError("`crop_width` and `crop_height` must both be set or both be empty.")
+        if self.synthetic_scenes <= 0:
+            raise ValueError(f"`synthetic_scenes` must be > 0, got {self.synthetic_scenes}.")
+        if self.synthetic_image_size is not None and len(self.synthetic_image_size) != 2:
+            raise ValueError(f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}.")
+        if self.unified_focal_length <= 0:
+            raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
+
+    def dataset_sources(self) -> list[tuple[str, str]]:
+        """(jsonl_path, image_root) of each `dataset` entry; the root is split at the last colon."""
+        return [tuple(entry.rsplit(":", 1)) for entry in self.dataset]  # type: ignore[misc]
+
+
+@dataclass
+class DepthLMSFTConfig(SFTConfig):
+    """`trl.SFTConfig` with DepthLM's defaults: loss on the answer only, no truncation (a truncated sequence
+    would cut image tokens), cosine schedule with 10% warmup, as in the paper. Nothing else is added."""
+
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "Loss on the answer tokens (and end of turn) only."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Maximum sequence length; `None` keeps every image token (recommended for VLMs)."},
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many optimizer steps."})
+
+
+@dataclass
+class DepthLMGRPOConfig(GRPOConfig):
+    """`trl.GRPOConfig` with the paper's GRPO recipe as defaults (group size 8, beta 0, constant learning
+    rate 1e-5, gradient clipping 1.0) plus the reward choice and the think/answer system prompt."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["neg_l1"],
+        metadata={
+            "help": "Reward functions: names in `depthlm_hf.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, delta1, "
+            "format) or dotted import paths. Paper: neg_l1."
+        },
+    )
+    unparseable_penalty: float | None = field(
+        default=None,
+        metadata={
+            "help": "Reward of a completion with no parseable answer for the accuracy rewards (default: each "
+            "reward's own, e.g. -100 for neg_l1)."
+        },
+    )
+    system_prompt: str | None = field(
+        default=GRPO_SYSTEM_PROMPT,
+        metadata={"help": "System prompt of the GRPO conversations (saved with the processor); empty: none."},
+    )
+    learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate (paper: 1e-5, constant)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule (paper: constant)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (paper: 1.0)."})
+    num_generations: int | None = field(default=8, metadata={"help": "Completions per prompt (paper: 8)."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient (paper: 0, no reference model)."})
+    max_completion_length: int | None = field(
+        default=256, metadata={"help": "Maximum generated tokens per completion (think + answer)."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many optimizer steps."})
