@@ -1,0 +1,1 @@
+"""DepthLM on transformers and TRL."""

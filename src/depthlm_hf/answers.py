@@ -1,0 +1,154 @@
+"""Question and answer text for the six DepthLM tasks: templates, formatting, and a parser that never raises.
+
+All values are in SI units: metres [m], seconds [s], metres per second [m/s].
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+TaskName = Literal["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
+
+
+@dataclass(frozen=True)
+class TaskText:
+    """The text side of one task.
+
+    Args:
+        question: user question; `{field}` placeholders are filled from the sample (e.g. `{time}`).
+        answer: assistant answer; `{value}` receives the number with two decimals.
+        unit: unit of the answer value ("m", "s" or "m/s"): lengths accept cm/mm/km in model output.
+        num_points: markers per prompt.
+        num_images: images per prompt.
+    """
+
+    question: str
+    answer: str
+    unit: Literal["m", "s", "m/s"] = "m"
+    num_points: int = 1
+    num_images: int = 1
+
+
+TASKS: dict[str, TaskText] = {
+    "distance": TaskText(
+        "How many meters is this point from the camera?",
+        "The point is around {value} meters away from the camera.",
+    ),
+    "z_distance": TaskText(
+        "How many meters is this point from the camera along the camera's viewing direction?",
+        "The point is around {value} meters from the camera along the viewing direction.",
+    ),
+    "speed": TaskText(
+        "How many meters per second must the camera move to reach this point in {time:.2f} seconds?",
+        "The camera must move at around {value} meters per second.",
+        unit="m/s",
+    ),
+    "time": TaskText(
+        "How many seconds does the camera need to reach this point at {speed:.2f} meters per second?",
+        "The camera needs around {value} seconds.",
+        unit="s",
+    ),
+    "two_point_distance": TaskText(
+        "How many meters apart are the two marked points?",
+        "The two points are around {value} meters apart.",
+        num_points=2,
+    ),
+    "translation": TaskText(
+        "How many meters did the camera move between the first and the second image?",
+        "The camera moved around {value} meters.",
+        num_images=2,
+    ),
+}
+"""Default text of every task; the distance texts are the paper's."""
+
+OFFICIAL_QUESTION = (
+    "Given this image, how far is the point pointed by the red arrow from the camera? Output the thinking "
+    "process in <think> </think> and final answer (the meter number only, without the unit) in <answer> </answer> tags."
+)
+OFFICIAL_ANSWER = "<think> The point is around {value} meters away from the camera. </think><answer> {value} </answer>"
+"""The official release's distance prompt and training answer (its Pixtral-12B checkpoint)."""
+
+
+def get_task(task: str) -> TaskText:
+    """The text of `task`; raises `ValueError` listing the valid names."""
+    try:
+        return TASKS[task]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown task {task!r}. Available: {', '.join(TASKS)}.") from None
+
+
+def question(task: str = "distance", template: str | None = None, **fields: float) -> str:
+    """The question of `task` (or of `template`), its placeholders filled from `fields`.
+
+    >>> question("time", speed=1.5)
+    'How many seconds does the camera need to reach this point at 1.50 meters per second?'
+    """
+    text = template if template is not None else get_task(task).question
+    try:
+        return text.format(**fields)
+    except KeyError as err:
+        raise ValueError(f"task {task!r} needs the field {err.args[0]!r} for its question {text!r}.") from None
+
+
+def format_answer(value: float, task: str = "distance", template: str | None = None) -> str:
+    """The training answer for `value` (two decimals), in `template` or the task's own.
+
+    >>> format_answer(3.14159)
+    'The point is around 3.14 meters away from the camera.'
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"`value` must be a number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`value` must be finite and >= 0, got {value!r}.")
+    text = template if template is not None else get_task(task).answer
+    return text.format(value=f"{value:.2f}")
+
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:[eE][-+]?\d+)?)"
+    r"\s*(?P<unit>millimet(?:er|re)s?|centimet(?:er|re)s?|kilomet(?:er|re)s?|met(?:er|re)s?|mm|cm|km|m)?(?![a-zA-Z])"
+)
+_LENGTH_UNITS = {"mm": 1e-3, "millimet": 1e-3, "cm": 1e-2, "centimet": 1e-2, "km": 1e3, "kilomet": 1e3}
+
+
+def parse_answer(text: object, task: str = "distance") -> float | None:
+    """The number a model answered, in the task's unit, or `None` when there is none. Never raises.
+
+    Reads the paper's sentence ("... around 3.25 meters ...") and the official release's
+    `<answer> 3.25 </answer>` tags (the tag wins when present); takes the first number; converts
+    cm/mm/km to metres for length tasks; accepts thousands separators ("1,250.5"), a decimal comma
+    ("3,25") and exponents ("2.5e1").
+
+    >>> parse_answer("The point is around 3.25 meters away from the camera.")
+    3.25
+    >>> parse_answer("<think>far</think><answer> 12 </answer>"), parse_answer("about 250 cm"), parse_answer("no idea")
+    (12.0, 2.5, None)
+    """
+    if not isinstance(text, str):
+        return None
+    unit = TASKS[task].unit if task in TASKS else "m"
+    tagged = _ANSWER_TAG.search(text)
+    if tagged and _NUMBER.search(tagged.group(1)):
+        text = tagged.group(1)
+    match = _NUMBER.search(text)
+    if match is None:
+        return None
+    number = match.group("num")
+    if re.fullmatch(r"[-+]?\d+,\d{1,2}", number) or re.fullmatch(r"[-+]?\d+,\d{4,}", number):
+        number = number.replace(",", ".")
+    try:
+        value = float(number.replace(",", ""))
+    except ValueError:
+        return None
+    suffix = (match.group("unit") or "").lower()
+    if unit == "m":
+        for prefix, factor in _LENGTH_UNITS.items():
+            if suffix.startswith(prefix):
+                value *= factor
+                break
+    return value if math.isfinite(value) else None

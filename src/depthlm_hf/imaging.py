@@ -1,0 +1,96 @@
+"""Image loading and resampling: RGB conversion, a decompression-bomb guard, and one-call affine resampling."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .geometry import PixelTransform
+
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Largest image (width x height) accepted by default: 8000 x 8000."""
+
+
+def load_image(image: str | os.PathLike | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open `image` (a path, a PIL image or an (H, W[, C]) uint8 array) as an RGB PIL image.
+
+    Grayscale, 16-bit, palette and RGBA images are converted to RGB (alpha is dropped, 16-bit values
+    are scaled to 8 bits). Images larger than `max_pixels` are refused before they are decoded.
+    A PIL image passed in is never modified.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(
+                f"`image` arrays must be uint8 of shape (H, W), (H, W, 3) or (H, W, 4), "
+                f"got {image.dtype} {image.shape}."
+            )
+        image = Image.fromarray(image)
+    elif isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                opened = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ValueError(f"`image` {str(path)!r} is too large to open safely: {err}") from None
+        except FileNotFoundError:
+            raise ValueError(f"`image` {str(path)!r} does not exist.") from None
+        except (OSError, Image.UnidentifiedImageError) as err:
+            raise ValueError(f"`image` {str(path)!r} is not a readable image: {err}") from None
+        _check_pixels(opened, max_pixels)
+        try:
+            opened.load()
+        except OSError as err:
+            raise ValueError(f"`image` {str(path)!r} is corrupt or truncated: {err}") from None
+        image = opened
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"`image` must be a path, a PIL image or a numpy array, got {type(image).__name__}.")
+    _check_pixels(image, max_pixels)
+    return to_rgb(image)
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    if image.width * image.height > max_pixels:
+        raise ValueError(
+            f"`image` has {image.width}x{image.height} = {image.width * image.height} pixels, more than "
+            f"`max_pixels` = {max_pixels}; raise `max_pixels` if the image is trusted."
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB copy of `image` (or `image` itself when it already is RGB)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        gray = np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        span = max(float(array.max() - array.min()), 1e-12)
+        return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def apply_transform(image: Image.Image, transform: PixelTransform, resample: int = Image.Resampling.BICUBIC) -> Image.Image:
+    """Resample `image` through `transform` (resize and/or crop) in a single `PIL.Image.resize` call.
+
+    The output has size `(transform.out_width, transform.out_height)` and pixel `(x, y)` of the input
+    lands at `transform.map_points([[x, y]])`.
+    """
+    size = (transform.out_width, transform.out_height)
+    if transform.scale_x == 1.0 and transform.scale_y == 1.0 and float(transform.offset_x).is_integer() and float(
+        transform.offset_y
+    ).is_integer():
+        left, top = int(-transform.offset_x), int(-transform.offset_y)
+        if (left, top) == (0, 0) and size == image.size:
+            return image.copy()
+        return image.crop((left, top, left + size[0], top + size[1]))
+    return image.resize(size, resample=resample, box=transform.source_box())
