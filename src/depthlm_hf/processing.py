@@ -104,6 +104,7 @@ class VisualPromptProcessor(ProcessorMixin):
     Args:
         image_processor, tokenizer, chat_template: the wrapped VLM processor's parts.
         base_processor_class: name of the wrapped processor class in transformers.
+        base_processor_kwargs: extra settings of the wrapped processor (e.g. `{"patch_size": 16}` for Llava).
         unified_focal_length: focal length f* [px] every image is resized to (paper: 1000).
         focal_mode: "xy" scales each axis to f* (exact even when fx != fy); "fx" scales both by f*/fx as
             the official release does.
@@ -120,6 +121,7 @@ class VisualPromptProcessor(ProcessorMixin):
         tokenizer=None,
         chat_template: str | None = None,
         base_processor_class: str = "Qwen2_5_VLProcessor",
+        base_processor_kwargs: dict | None = None,
         unified_focal_length: float = 1000.0,
         focal_mode: str = "xy",
         marker: dict | None = None,
@@ -134,6 +136,7 @@ class VisualPromptProcessor(ProcessorMixin):
             raise ValueError(f"`focal_mode` must be 'xy' or 'fx', got {focal_mode!r}.")
         unify_focal_length(CameraIntrinsics(1.0, 1.0, 1.0, 1.0, 2, 2), unified_focal_length)  # validates f*
         self.base_processor_class = base_processor_class
+        self.base_processor_kwargs = dict(base_processor_kwargs or {})
         self.unified_focal_length = float(unified_focal_length)
         self.focal_mode = focal_mode
         self.marker = MarkerStyle.from_dict(marker).to_dict()
@@ -157,6 +160,7 @@ class VisualPromptProcessor(ProcessorMixin):
         """Settings for `processor_config.json`, under the wrapped class's name (see the module docstring)."""
         output = super().to_dict()
         output.pop("_base_class", None)
+        output.update(self.base_processor_kwargs)  # the stock class reads its own settings at the top level
         output["processor_class"] = self.base_processor_class
         output["depthlm_processor_class"] = self.__class__.__name__
         return output
@@ -164,7 +168,9 @@ class VisualPromptProcessor(ProcessorMixin):
     @property
     def base_processor(self) -> ProcessorMixin:
         """The wrapped VLM processor, sharing this processor's image processor, tokenizer and chat template."""
-        return self._base_class(self.image_processor, self.tokenizer, chat_template=self.chat_template)
+        return self._base_class(
+            self.image_processor, self.tokenizer, chat_template=self.chat_template, **self.base_processor_kwargs
+        )
 
     @property
     def marker_style(self) -> MarkerStyle:
@@ -286,7 +292,8 @@ class VisualPromptProcessor(ProcessorMixin):
         return self.tokenizer.decode(*args, **kwargs)
 
 
-def _validate_points(points, camera: CameraIntrinsics) -> np.ndarray:
+def _point_array(points) -> np.ndarray:
+    """`points` as a float (N, 2) array (N may be 0), or a `ValueError` naming the argument."""
     if points is None:
         return np.zeros((0, 2))
     try:
@@ -299,6 +306,11 @@ def _validate_points(points, camera: CameraIntrinsics) -> np.ndarray:
         pts = pts[None]
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"`points` must have shape (N, 2) ([x, y] per point), got {pts.shape}.")
+    return pts
+
+
+def _validate_points(points, camera: CameraIntrinsics) -> np.ndarray:
+    pts = _point_array(points)
     inside = np.isfinite(pts).all(axis=1)
     inside &= (pts[:, 0] >= 0) & (pts[:, 0] <= camera.width - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= camera.height - 1)
     if not inside.all():
@@ -310,15 +322,11 @@ def _validate_points(points, camera: CameraIntrinsics) -> np.ndarray:
 
 
 def _group_points(points, per_query: int) -> list[np.ndarray]:
-    if points is None:
-        raise ValueError("`points` are required: one (N, 2) array of query pixels per image.")
-    pts = np.asarray(points, dtype=np.float64) if not isinstance(points, np.ndarray) else points
-    if pts.ndim == 1 and pts.size == 2:
-        pts = pts[None]
-    if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[0] % per_query:
+    pts = _point_array(points)
+    if pts.shape[0] == 0 or pts.shape[0] % per_query:
         raise ValueError(
             f"`points` must be a non-empty (N, 2) array with N a multiple of {per_query} for this task, got shape "
-            f"{pts.shape}."
+            f"{pts.shape if points is not None else None}."
         )
     return [pts[i : i + per_query] for i in range(0, pts.shape[0], per_query)]
 

@@ -12,7 +12,15 @@ import functools
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    PixtralImageProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLImageProcessor,
+)
 
 from . import answers
 from .processing import DepthLMProcessor
@@ -25,6 +33,10 @@ SPECIAL_TOKENS = (
     "<|vision_end|>",
     "<|image_pad|>",
     "<|video_pad|>",
+    "<image>",
+    "[IMG]",
+    "[IMG_BREAK]",
+    "[IMG_END]",
 )
 
 CHAT_TEMPLATE = (
@@ -184,6 +196,63 @@ def tiny_qwen2_5_vl(
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.eval()
+    return model, processor
+
+
+LLAVA_PROCESSOR_KWARGS = {"patch_size": 16, "vision_feature_select_strategy": "full", "num_additional_image_tokens": 0}
+"""How the wrapped `LlavaProcessor` counts image tokens for a Pixtral vision tower (one per 16 px patch, no CLS)."""
+
+
+def tiny_llava_pixtral(
+    seed: int = 0, longest_edge: int = 224, **processor_settings
+) -> tuple[LlavaForConditionalGeneration, DepthLMProcessor]:
+    """A tiny random Pixtral-shaped `LlavaForConditionalGeneration` with the "official_pixtral" preset, offline.
+
+    The official release ships its Pixtral-12B checkpoint in this architecture. `PixtralProcessor` needs
+    torchvision, which has no CPU build here, so the tiny stand-in wraps `LlavaProcessor` with a Pixtral
+    image processor (same image tokens per 16 px patch, without `[IMG_BREAK]` rows).
+    """
+    tokenizer = tiny_tokenizer()
+    image_processor = PixtralImageProcessor(size={"longest_edge": longest_edge}, patch_size=16)
+    template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>")
+    settings = {"base_processor_class": "LlavaProcessor", "base_processor_kwargs": LLAVA_PROCESSOR_KWARGS}
+    processor = DepthLMProcessor.from_preset(
+        "official_pixtral", image_processor, tokenizer, chat_template=template, **{**settings, **processor_settings}
+    )
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = LlavaConfig(
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "head_dim": 16,
+            "patch_size": 16,
+            "image_size": longest_edge,
+        },
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "pad_token_id": pad,
+            "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        },
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = pad
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.eval()
     return model, processor

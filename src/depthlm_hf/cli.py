@@ -1,0 +1,39 @@
+"""`depthlm <command> [args]`: one entry point dispatching to `depthlm_hf.scripts.<command>.main`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, str] = {
+    "demo": "learn metric depth from scratch on synthetic scenes, on CPU, and write a report",
+    "prepare": "convert dense RGB-D data into the curated DepthLM format (jsonl + images)",
+    "sft": "supervised fine-tuning with TRL's SFTTrainer",
+    "grpo": "reinforcement fine-tuning with TRL's GRPOTrainer",
+    "eval": "evaluate a model (or a constant baseline) on DepthLM benchmarks",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: depthlm <command> [options]", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, help_ in COMMANDS.items()]
+    lines += ["", "`depthlm <command> --help` shows the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"depthlm: unknown command {command!r}. Available: {', '.join(COMMANDS)}.\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"depthlm_hf.scripts.{command}")
+    result = module.main(rest)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Shared fixtures: one tiny offline Qwen2.5-VL + DepthLMProcessor per session, caches in a temporary HF_HOME."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HF_HOME = tempfile.mkdtemp(prefix="depthlm-hf-home-")
+os.environ.setdefault("HF_HOME", _HF_HOME)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor): the tiny random Qwen2.5-VL and its DepthLMProcessor (do not train it in place)."""
+    from depthlm_hf.testing import tiny_qwen2_5_vl
+
+    return tiny_qwen2_5_vl(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny, tmp_path_factory) -> Path:
+    """A folder holding the tiny model and processor, saved with `save_pretrained`."""
+    model, processor = tiny
+    path = tmp_path_factory.mktemp("tiny-qwen2_5_vl")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ibims1_dir() -> Path:
+    """The real iBims-1 sample in ../shared/data/ibims1 (tests using it are skipped when it is absent)."""
+    path = SHARED_DATA / "ibims1"
+    if not (path / "ibims1_val.jsonl").exists():
+        pytest.skip("../shared/data/ibims1 is not available")
+    return path

@@ -1,0 +1,64 @@
+"""Image loading: mode conversion, corrupt files and the decompression-bomb guard give clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
+from depthlm_hf.imaging import apply_transform, load_image
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (8, 6), 128),
+        Image.new("RGBA", (8, 6), (10, 20, 30, 0)),
+        Image.new("P", (8, 6)),
+        Image.fromarray(np.full((6, 8), 65535, dtype=np.uint16)),
+        Image.new("1", (8, 6), 1),
+    ],
+)
+def test_modes_become_rgb(image):
+    out = load_image(image)
+    assert out.mode == "RGB" and out.size == (8, 6)
+
+
+def test_sixteen_bit_scaled_to_eight_bits(tmp_path):
+    path = tmp_path / "depth16.png"
+    Image.fromarray(np.array([[0, 65535]], dtype=np.uint16)).save(path)
+    assert np.asarray(load_image(path))[0, :, 0].tolist() == [0, 255]
+
+
+def test_bad_files_and_limits(tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(ValueError, match="is not a readable image"):
+        load_image(corrupt)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=r"has 100x100 = 10000 pixels, more than `max_pixels` = 9999"):
+        load_image(Image.new("RGB", (100, 100)), max_pixels=9999)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (200, 200)).save(big)
+    with pytest.raises(ValueError, match="more than `max_pixels`"):
+        load_image(big, max_pixels=1000)
+    with pytest.raises(TypeError, match="`image` must be a path, a PIL image or a numpy array"):
+        load_image(42)
+    with pytest.raises(ValueError, match="`image` arrays must be uint8"):
+        load_image(np.zeros((4, 4, 2), dtype=np.uint8))
+
+
+def test_apply_transform_puts_pixels_where_the_map_says():
+    # A single white pixel at (10, 7) in a 32x24 image lands at round(map) after a 2x resize.
+    array = np.zeros((24, 32, 3), dtype=np.uint8)
+    array[7, 10] = 255
+    camera = CameraIntrinsics(100.0, 100.0, 16.0, 12.0, 32, 24)
+    t = unify_focal_length(camera, 200.0)
+    out = np.asarray(apply_transform(Image.fromarray(array), t, resample=Image.Resampling.NEAREST))
+    assert out.shape == (48, 64, 3)
+    x, y = np.rint(t.map_points([[10, 7]])[0]).astype(int)
+    assert out[y, x, 0] == 255
+    ys, xs = np.nonzero(out[..., 0])
+    assert (xs.mean(), ys.mean()) == pytest.approx(tuple(t.map_points([[10, 7]])[0]), abs=0.01)

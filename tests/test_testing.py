@@ -1,0 +1,47 @@
+"""The tiny offline models: deterministic, digit-level tokenizer, chat template with generation blocks."""
+
+from __future__ import annotations
+
+import torch
+
+from depthlm_hf.testing import tiny_llava_pixtral, tiny_qwen2_5_vl, tiny_tokenizer
+
+
+def test_digits_are_single_tokens_and_specials_exist():
+    tokenizer = tiny_tokenizer()
+    pieces = tokenizer.tokenize("around 12.34 meters")
+    assert ["1", "2", ".", "3", "4"] == pieces[pieces.index("1") : pieces.index("1") + 5]
+    for token in ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|vision_start|>", "<image>"):
+        assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
+        assert tokenizer.tokenize(token) == [token]
+
+
+def test_same_seed_same_weights_and_small():
+    a, _ = tiny_qwen2_5_vl(seed=3)
+    b, _ = tiny_qwen2_5_vl(seed=3)
+    c, _ = tiny_qwen2_5_vl(seed=4)
+    first = next(iter(a.state_dict()))
+    assert torch.equal(a.state_dict()[first], b.state_dict()[first])
+    assert not torch.equal(a.state_dict()[first], c.state_dict()[first])
+    assert sum(p.numel() for p in a.parameters()) < 500_000
+
+
+def test_assistant_mask_covers_exactly_the_answer(tiny):
+    _, processor = tiny
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "How many meters is this point from the camera?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "The point is around 1.50 meters away from the camera."}]},
+    ]
+    out = processor.tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    answer = processor.tokenizer.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert answer == "The point is around 1.50 meters away from the camera.<|im_end|>"
+
+
+def test_bigger_tiny_model_and_llava():
+    model, _ = tiny_qwen2_5_vl(hidden_size=128, num_layers=3, vision_hidden_size=96, vision_depth=3)
+    assert model.config.text_config.hidden_size == 128 and model.config.vision_config.depth == 3
+    llava, processor = tiny_llava_pixtral()
+    assert type(llava).__name__ == "LlavaForConditionalGeneration" and processor.unified_focal_length == 750.0
