@@ -8,11 +8,12 @@ Each dataclass field is a command-line flag (`--unified_focal_length 750`) and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from trl import GRPOConfig, SFTConfig
 
 from depthlm_hf.answers import TASKS
+from depthlm_hf.synthetic import PRESETS as SCENE_PRESETS
 
 GRPO_SYSTEM_PROMPT = (
     "You answer questions about distances in images. First reason about the question inside <think> </think> "
@@ -42,7 +43,7 @@ def _check_weights(name: str, weights: list[float] | None, count: int, of: str) 
 class DepthLMScriptArguments:
     """Data sources, task mixture and visual-prompt settings shared by SFT and GRPO.
 
-    Paper defaults: unified focal length 1000 px, random crops of width 1000-1400 and height 700-1200 px
+    Paper defaults: random crops of width 1000-1400 and height 700-1200 px
     centred on the image centre, one red arrow per sample, equal sampling of datasets and tasks.
     """
 
@@ -57,9 +58,12 @@ class DepthLMScriptArguments:
         default=None,
         metadata={"help": "Sampling weight of each `dataset` entry (default: equal, as in the paper)."},
     )
-    synthetic: Literal["indoor", "outdoor"] = field(
+    synthetic: str = field(
         default="indoor",
-        metadata={"help": "Procedural scene preset used when `dataset` is empty: indoor 1-10 m, outdoor 2-80 m."},
+        metadata={
+            "help": "Procedural scene preset used when `dataset` is empty (`depthlm_hf.synthetic.PRESETS`): indoor "
+            "1-10 m, outdoor 2-80 m, ground (a plain ground plane, the easiest for a tiny model on CPU)."
+        },
     )
     synthetic_scenes: int = field(
         default=512,
@@ -97,21 +101,27 @@ class DepthLMScriptArguments:
         default=1,
         metadata={"help": "Labelled pixels drawn per training image (paper: 1)."},
     )
-    unified_focal_length: float = field(
-        default=1000.0,
-        metadata={"help": "Focal length f* [px] every image is resized to (paper: 1000; official Pixtral: 750)."},
+    unified_focal_length: float | None = field(
+        default=None,
+        metadata={
+            "help": "Focal length f* [px] every image is resized to (paper: 1000; Pixtral: 750). Default: the "
+            "model's saved DepthLM processor setting, else the `processor_preset`'s."
+        },
     )
-    focal_mode: Literal["xy", "fx"] = field(
-        default="xy",
-        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' scales both by f*/fx (official)."},
+    focal_mode: Literal["xy", "fx"] | None = field(
+        default=None,
+        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."},
     )
-    marker_shape: Literal["arrow", "cross", "circle"] = field(
-        default="arrow", metadata={"help": "Shape of the drawn marker (paper: arrow)."}
+    marker_shape: Literal["arrow", "cross", "circle"] | None = field(
+        default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
     )
-    marker_size: int = field(default=5, metadata={"help": "Marker size [px] (paper: 5)."})
+    marker_size: int | None = field(default=None, metadata={"help": "Marker size [px] (paper: 5)."})
     processor_preset: Literal["paper", "official_pixtral"] = field(
         default="paper",
-        metadata={"help": "DepthLMProcessor preset when the base model has no saved DepthLM settings."},
+        metadata={
+            "help": "DepthLMProcessor preset (`depthlm_hf.processing.PRESETS`) used when the model folder has no "
+            "saved DepthLM processor."
+        },
     )
     max_image_pixels: int | None = field(
         default=None,
@@ -139,8 +149,24 @@ class DepthLMScriptArguments:
             raise ValueError(f"`synthetic_scenes` must be > 0, got {self.synthetic_scenes}.")
         if self.synthetic_image_size is not None and len(self.synthetic_image_size) != 2:
             raise ValueError(f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}.")
-        if self.unified_focal_length <= 0:
+        if self.synthetic not in SCENE_PRESETS:
+            raise ValueError(f"Unknown `synthetic` preset {self.synthetic!r}. Available: {', '.join(SCENE_PRESETS)}.")
+        if self.unified_focal_length is not None and self.unified_focal_length <= 0:
             raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
+
+    def processor_overrides(self) -> dict[str, Any]:
+        """The DepthLMProcessor settings given explicitly (`marker` holds only the given marker keys)."""
+        overrides: dict[str, Any] = {
+            "unified_focal_length": self.unified_focal_length,
+            "focal_mode": self.focal_mode,
+            "max_image_pixels": self.max_image_pixels,
+        }
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        marker = {"shape": self.marker_shape, "size": self.marker_size}
+        marker = {key: value for key, value in marker.items() if value is not None}
+        if marker:
+            overrides["marker"] = marker
+        return overrides
 
     def dataset_sources(self) -> list[tuple[str, str]]:
         """(jsonl_path, image_root) of each `dataset` entry; the root is split at the last colon."""

@@ -97,8 +97,11 @@ def _weights(names: list[str], weights: list[float] | None) -> dict[str, float]:
     return {name: round(w / total, 6) for name, w in zip(names, weights, strict=True)}
 
 
-def card_info_from_args(script_args: Any, training_args: Any, base_model: str, method: str) -> ModelCardInfo:
-    """A `ModelCardInfo` from the scripts' arguments (`DepthLMScriptArguments` and a trainer config)."""
+def card_info_from_args(
+    script_args: Any, training_args: Any, processor: Any, base_model: str, method: str, peft: bool = False
+) -> ModelCardInfo:
+    """A `ModelCardInfo` from the scripts' arguments (`DepthLMScriptArguments`, a trainer config) and the
+    `DepthLMProcessor` the model was trained with."""
     if script_args.dataset:
         names = [path for path, _ in script_args.dataset_sources()]
         datasets = _weights(names, script_args.dataset_weights)
@@ -118,12 +121,13 @@ def card_info_from_args(script_args: Any, training_args: Any, base_model: str, m
         method=method,  # type: ignore[arg-type]
         datasets=datasets,
         tasks=_weights(list(script_args.tasks), script_args.task_weights),
-        unified_focal_length=script_args.unified_focal_length,
-        focal_mode=script_args.focal_mode,
-        marker={"shape": script_args.marker_shape, "size": script_args.marker_size},
+        unified_focal_length=processor.unified_focal_length,
+        focal_mode=processor.focal_mode,
+        marker=dict(processor.marker),
         crop=crop,
         recipe=recipe_from_args(training_args),
         hub_model_id=getattr(training_args, "hub_model_id", None),
+        peft=peft,
     )
 
 

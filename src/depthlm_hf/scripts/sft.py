@@ -1,0 +1,267 @@
+"""`depthlm sft`: supervised fine-tuning of a VLM to answer metric distances in text (DepthLM).
+
+    depthlm sft --config recipes/tiny/sft/config_synthetic.yaml            # CPU, tiny offline model
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml \\
+        -m depthlm_hf.scripts.sft --config recipes/qwen2_5_vl_3b/sft/config_paper.yaml
+
+Plain TRL `SFTTrainer` on prompt/completion rows: the loss covers the answer tokens and the end-of-turn
+token only (TRL's VLM collator, ended at the end-of-turn token). The output folder holds the model (or
+the LoRA adapter), the `DepthLMProcessor` settings and a model card; `--push_to_hub` uploads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoModelForImageTextToText, PreTrainedModel, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import cached_file
+from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+from depthlm_hf.configs import DepthLMScriptArguments, DepthLMSFTConfig
+from depthlm_hf.modelcard import ModelCardMixin, card_info_from_args, write_model_card
+from depthlm_hf.processing import PRESETS, DepthLMProcessor
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+"""`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.testing` (CPU)."""
+
+
+class DepthLMSFTTrainer(ModelCardMixin, SFTTrainer):
+    """TRL's `SFTTrainer`, writing the DepthLM model card with its checkpoints and Hub uploads."""
+
+
+@dataclass
+class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
+    """TRL's VLM collator for prompt/completion rows, with labels that stop at the end-of-turn token.
+
+    TRL labels the completion as the chat template renders it, which for Qwen templates ends with a
+    newline after `<|im_end|>`; here nothing after the first end-of-turn token carries a label, so the
+    loss covers exactly the answer and the end-of-turn token. Image and padding tokens never carry one.
+    """
+
+    end_of_turn_token: str | None = None
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().torch_call(examples)
+        tokenizer = self.processor.tokenizer
+        eot = tokenizer.convert_tokens_to_ids(self.end_of_turn_token or tokenizer.eos_token)
+        labels = batch["labels"]
+        is_eot = labels == eot
+        after_eot = (is_eot.long().cumsum(dim=1) - is_eot.long()) > 0
+        labels[after_eot] = -100
+        return batch
+
+
+def _saved_processor_config(name_or_path: str, revision: str | None) -> dict[str, Any]:
+    path = cached_file(name_or_path, "processor_config.json", revision=revision,
+                       _raise_exceptions_for_missing_entries=False)
+    return json.loads(Path(path).read_text()) if path else {}
+
+
+def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments) -> DepthLMProcessor:
+    """The `DepthLMProcessor` of the model: its saved DepthLM settings, else `processor_preset` around the
+    model's own processor; explicit script arguments (focal length, marker, ...) override both."""
+    overrides = script_args.processor_overrides()
+    name = model_args.model_name_or_path
+    if name == TINY:
+        from depthlm_hf.testing import tiny_processor
+
+        return _with_overrides(tiny_processor(), overrides)
+    saved = _saved_processor_config(name, model_args.model_revision)
+    if "depthlm_processor_class" in saved:
+        processor = DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision)
+        return _with_overrides(processor, overrides)
+    preset = {**PRESETS[script_args.processor_preset], "preset": script_args.processor_preset}
+    preset.setdefault("base_processor_class", saved.get("processor_class", "Qwen2_5_VLProcessor"))
+    if "marker" in overrides:
+        overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
+    return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
+
+
+def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> DepthLMProcessor:
+    if not overrides:
+        return processor
+    settings = {key: getattr(processor, key) for key in processor.to_dict() if hasattr(processor, key)}
+    if "marker" in overrides:
+        overrides = {**overrides, "marker": {**processor.marker, **overrides["marker"]}}
+    settings = {**settings, **overrides, "chat_template": processor.chat_template}
+    settings = {k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")}
+    return type(processor)(processor.image_processor, processor.tokenizer, **settings)
+
+
+class RowTransform:
+    """Picklable `datasets` transform from sample indices to TRL rows, rendered on access by `view`.
+
+    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows with the `depth` target and `task`.
+    """
+
+    COLUMNS = {"sft": ("images", "prompt", "completion"), "grpo": ("images", "prompt", "depth", "task")}
+
+    def __init__(self, view: Any, kind: str) -> None:
+        self.view, self.kind = view, kind
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = [self.view[int(index)] for index in batch["index"]]
+        return {key: [row[key] for row in rows] for key in self.COLUMNS[self.kind]}
+
+
+def index_dataset(num_samples: int, view: Any, kind: str) -> Dataset:
+    """A map-style `datasets.Dataset` of `num_samples` rows rendered lazily by `view` (sample i is a
+    deterministic function of i, so runs resume and shard across processes exactly)."""
+    dataset = Dataset.from_dict({"index": np.arange(num_samples, dtype=np.int64)})
+    dataset.set_transform(RowTransform(view, kind))
+    return dataset
+
+
+def num_train_samples(training_args: Any) -> int:
+    """Samples the run consumes: `max_steps` x the global batch size (`max_steps` must be set)."""
+    if training_args.max_steps is None or training_args.max_steps <= 0:
+        raise ValueError(
+            f"`max_steps` must be set (> 0), got {training_args.max_steps}: the training stream is sized from it "
+            "(paper: samples / global batch, e.g. 35M / 1280 = 27344 for Qwen2.5-VL-3B)."
+        )
+    world = training_args.world_size
+    return training_args.max_steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
+
+
+class _DistanceView:
+    """Stop-gap training view (distance task only) until depthlm_hf.data's views land."""
+
+    def __init__(self, records: Any, processor: DepthLMProcessor, seed: int) -> None:
+        self.records, self.processor, self.seed = records, processor, seed
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, index])
+        for _ in range(100):
+            record = self.records[int(rng.integers(len(self.records)))]
+            j = int(rng.integers(len(record["depth"])))
+            try:
+                row = self.processor.training_row(
+                    record["image"], record["intrinsics"], record["pixel_coords"][j : j + 1], float(record["depth"][j])
+                )
+            except ValueError:
+                continue
+            row.update(depth=float(record["depth"][j]), task="distance", index=index)
+            return row
+        raise RuntimeError(f"no usable sample for index {index}")
+
+
+def build_datasets(
+    script_args: DepthLMScriptArguments, processor: DepthLMProcessor, training_args: Any, kind: str
+) -> tuple[Dataset, Dataset | None]:
+    """The training dataset (and the evaluation one when `eval_samples` > 0) of the run."""
+    from depthlm_hf.synthetic import SyntheticDataset
+
+    records = SyntheticDataset(script_args.synthetic, num_scenes=script_args.synthetic_scenes, seed=training_args.seed)
+    train = index_dataset(num_train_samples(training_args), _DistanceView(records, processor, training_args.seed), kind)
+    evaluation = None
+    if script_args.eval_samples:
+        evaluation = index_dataset(script_args.eval_samples, _DistanceView(records, processor, -1 - training_args.seed), kind)
+    return train, evaluation
+
+
+def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
+    """The VLM to train, from the Hub or a folder (`tiny`: the tiny random offline Qwen2.5-VL)."""
+    if model_args.model_name_or_path == TINY:
+        from depthlm_hf.testing import tiny_qwen2_5_vl
+
+        model, _ = tiny_qwen2_5_vl()
+        model.train()
+        return model
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "trust_remote_code": training_args.trust_remote_code,
+        **(training_args.model_init_kwargs or {}),
+    }
+    return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def peft_config(model_args: ModelConfig):
+    """TRL's LoRA config from the model arguments (`--lora_target_modules all-linear` as PEFT's keyword)."""
+    config = get_peft_config(model_args)
+    if config is not None and config.target_modules in ({"all-linear"}, ["all-linear"]):
+        config.target_modules = "all-linear"
+    return config
+
+
+def resume_checkpoint(training_args: Any) -> str | bool | None:
+    """The checkpoint to resume from: `resume_from_checkpoint` as given, with `last` meaning the newest
+    checkpoint in `output_dir` when there is one (a preemption-safe recipe setting) and a fresh start otherwise."""
+    value = training_args.resume_from_checkpoint
+    if value not in ("last", "true", "True"):
+        return value
+    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last is None:
+        logger.info("No checkpoint in %s: training from the start.", training_args.output_dir)
+    return last
+
+
+def save_outputs(trainer: Any, processor: DepthLMProcessor, card_info: Any, output_dir: str) -> None:
+    """Save the model (or adapter), the processor settings and the model card, then push when asked."""
+    trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        write_model_card(output_dir, card_info)
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
+
+
+def make_parser() -> TrlParser:
+    """`TrlParser` over the script, SFT and model arguments (`--config recipe.yaml`, flags override it)."""
+    return TrlParser((DepthLMScriptArguments, DepthLMSFTConfig, ModelConfig))
+
+
+def main(argv: Sequence[str] | None = None) -> DepthLMSFTTrainer:
+    """Parse `argv` (default: `sys.argv[1:]`), train, save; returns the trainer."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    return train(script_args, training_args, model_args)
+
+
+def train(
+    script_args: DepthLMScriptArguments, training_args: DepthLMSFTConfig, model_args: ModelConfig
+) -> DepthLMSFTTrainer:
+    """The SFT run of the parsed arguments."""
+    set_seed(training_args.seed)
+    # The rows carry images and target columns the model does not take; the collator picks what it needs.
+    training_args.remove_unused_columns = False
+
+    processor = load_processor(model_args, script_args)
+    train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft")
+    model = load_model(model_args, training_args)
+
+    collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
+    trainer = DepthLMSFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config(model_args),
+    )
+    trainer.card_info = card_info_from_args(
+        script_args, training_args, processor, model_args.model_name_or_path, "sft", peft=model_args.use_peft
+    )
+
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    save_outputs(trainer, processor, trainer.card_info, training_args.output_dir)
+    trainer.accelerator.wait_for_everyone()
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
