@@ -8,7 +8,7 @@ import pytest
 
 from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z, pixel_rays
 from depthlm_hf.synthetic import (
-    PRESETS,
+    SCENE_PRESETS,
     Camera,
     Layout,
     SyntheticDataset,
@@ -85,7 +85,7 @@ def test_room_back_wall_distance():
 
 @pytest.mark.parametrize("preset", ["indoor", "outdoor", "ground"])
 def test_records_label_the_depth_map_and_respect_the_range(preset):
-    cfg = PRESETS[preset]
+    cfg = SCENE_PRESETS[preset]
     rec = synthetic_record(preset, seed=3, num_points=50)
     view = render_scene(preset, seed=np.random.default_rng(3))
     xy = rec["pixel_coords"]
@@ -97,7 +97,7 @@ def test_records_label_the_depth_map_and_respect_the_range(preset):
 
 
 def test_random_cameras_follow_the_config():
-    cfg = replace(PRESETS["indoor"], width=(100, 120), height=(80, 90), focal=(300.0, 1500.0))
+    cfg = replace(SCENE_PRESETS["indoor"], width=(100, 120), height=(80, 90), focal=(300.0, 1500.0))
     sizes = [render_scene(cfg, s).camera.intrinsics for s in range(20)]
     assert all(100 <= c.width <= 120 and 80 <= c.height <= 90 and 300 <= c.fx <= 1500 for c in sizes)
     assert len({c.fx for c in sizes}) == 20
@@ -107,7 +107,7 @@ def test_pairs_have_a_known_motion_consistent_with_both_depth_maps():
     v1, v2 = render_pair("ground", seed=5)
     rotation, translation = v1.camera.relative_pose(v2.camera)
     assert np.linalg.norm(translation) == pytest.approx(np.linalg.norm(v1.camera.position - v2.camera.position))
-    cfg = PRESETS["ground"]
+    cfg = SCENE_PRESETS["ground"]
     assert cfg.motion[0] <= np.linalg.norm(translation) <= cfg.motion[1]
     intr = v1.camera.intrinsics
     pts = pixel_grid(intr)[::37]

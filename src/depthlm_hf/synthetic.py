@@ -74,7 +74,7 @@ class SceneConfig:
     turn: Range = (-10.0, 10.0)
 
 
-PRESETS: dict[str, SceneConfig] = {
+SCENE_PRESETS: dict[str, SceneConfig] = {
     "indoor": SceneConfig(),
     "outdoor": SceneConfig(
         camera_height=(1.2, 2.5),
@@ -107,16 +107,16 @@ PRESETS: dict[str, SceneConfig] = {
         depth_range=(1.0, 30.0),
     ),
 }
-"""Named scene configurations; add a preset with `PRESETS["name"] = dataclasses.replace(PRESETS["indoor"], ...)`."""
+"""Named scene configurations; add a preset with `SCENE_PRESETS["name"] = dataclasses.replace(SCENE_PRESETS["indoor"], ...)`."""
 
 
 def get_config(config: str | SceneConfig) -> SceneConfig:
     """A preset by name (or `config` itself)."""
     if isinstance(config, SceneConfig):
         return config
-    if config not in PRESETS:
-        raise ValueError(f"Unknown scene preset {config!r}. Available: {', '.join(PRESETS)}.")
-    return PRESETS[config]
+    if config not in SCENE_PRESETS:
+        raise ValueError(f"Unknown scene preset {config!r}. Available: {', '.join(SCENE_PRESETS)}.")
+    return SCENE_PRESETS[config]
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,9 @@ def _positive_depths(raw: Any, name: str, count: int) -> np.ndarray:
 
 
 def _check_inside(coords: np.ndarray, intr: CameraIntrinsics) -> None:
-    # The image spans [-0.5, W - 0.5] in the pixel-centre convention.
+    # Query pixels are pixel centres: x in [0, W - 1], y in [0, H - 1] (as the processor requires).
     x, y = coords[:, 0], coords[:, 1]
-    inside = (x >= -0.5) & (x <= intr.width - 0.5) & (y >= -0.5) & (y <= intr.height - 0.5)
+    inside = (x >= 0) & (x <= intr.width - 1) & (y >= 0) & (y <= intr.height - 1)
     if not inside.all():
         raise InvalidRecordError(
             "coords_outside_image",
