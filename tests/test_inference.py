@@ -1,0 +1,173 @@
+"""DepthLMPredictor: batched answers equal full generation, None for unparseable output, confidence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthlm_hf.inference import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
+
+W, H = 112, 84
+CAMERA = [100.0, 100.0, W / 2, H / 2, W, H]
+VALUES = (1.25, 2.5, 4.75, 8.0)
+
+
+def flat_image(level: int) -> Image.Image:
+    return Image.fromarray(np.full((H, W, 3), level, np.uint8))
+
+
+def fit_template(model, processor, values=VALUES, steps=150, lr=3e-3):
+    """Plain-torch SFT of a tiny model until it answers image i (grey level 40 + 50 i) with values[i]."""
+    rows = [
+        processor.training_row(flat_image(40 + 50 * i), CAMERA, [[W // 2, H // 2]], v)
+        for i, v in enumerate(values)
+    ]
+    base = processor.base_processor
+    prompt = base.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    answers = [r["completion"][0]["content"][0]["text"] + processor.tokenizer.eos_token for r in rows]
+    batch = base(
+        images=[r["images"] for r in rows],
+        text=[prompt + a for a in answers],
+        padding=True,
+        return_tensors="pt",
+    )
+    prompt_length = base(images=[rows[0]["images"]], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
+    labels = batch["input_ids"].clone()
+    labels[:, :prompt_length] = -100
+    labels[batch["attention_mask"] == 0] = -100
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; several threads thrash on a shared CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from depthlm_hf.testing import tiny_qwen2_5_vl
+
+    torch.manual_seed(0)
+    model, processor = tiny_qwen2_5_vl(seed=1)
+    return fit_template(model, processor), processor
+
+
+def test_random_model_gives_value_or_none_per_point(tiny):
+    model, processor = tiny
+    predictor = DepthLMPredictor(model, processor, batch_size=3, show_progress=False)
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    points = [[56, 42], [20, 20], [90, 60], [30, 70], [80, 15]]
+    out = predictor.predict(image, CAMERA, points)
+    assert isinstance(out, DepthPrediction) and len(out) == 5 and out.confidence.shape == (5,)
+    for value, conf in zip(out.values, out.confidence, strict=True):
+        assert value is None and math.isnan(conf) or isinstance(value, float) and 0 < conf <= 1
+    assert np.isnan(out.as_array()).sum() == sum(v is None for v in out.values)
+
+
+def test_trained_model_answers_match_plain_generate(trained):
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, batch_size=4, show_progress=False)
+    for i, value in enumerate(VALUES):
+        out = predictor.predict(flat_image(40 + 50 * i), CAMERA, [[W // 2, H // 2]])
+        inputs = processor(images=flat_image(40 + 50 * i), intrinsics=CAMERA, points=[[W // 2, H // 2]])
+        full = model.generate(**inputs, max_new_tokens=40, do_sample=False)
+        text = processor.decode(full[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert text == processor.format_answer(value)
+        assert out.values == [value] and out.texts == [f"{value:.2f} meters"]
+        assert 0.5 < out.confidence[0] <= 1.0
+
+
+def test_batching_and_left_padding_do_not_change_answers(trained):
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, show_progress=False)
+    points = [[56, 42], [30, 30], [80, 50], [50, 60], [60, 25]]
+    one = predictor.predict(flat_image(140), CAMERA, points, batch_size=1)
+    many = predictor.predict(flat_image(140), CAMERA, points, batch_size=4)
+    assert one.values == many.values
+    np.testing.assert_allclose(one.confidence, many.confidence, rtol=1e-4)
+
+
+def test_unified_image_gives_the_processor_inputs_of_the_raw_image(tiny):
+    _, processor = tiny
+    predictor = DepthLMPredictor(*tiny, show_progress=False)
+    camera = [91.3, 95.7, 57.2, 40.1, W, H]
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (H, W, 3), dtype=np.uint8))
+    points = np.array([[56, 42], [21, 17]])
+    unified, exact, transform = predictor.unify(image, camera)
+    direct = processor(images=image, intrinsics=camera, points=points, force_answer_prefix=True)
+    shared = processor(
+        images=unified,
+        intrinsics=exact,
+        points=np.rint(transform.map_points(points)),
+        force_answer_prefix=True,
+    )
+    for key in direct:
+        torch.testing.assert_close(direct[key], shared[key], rtol=0, atol=0)
+
+
+def test_number_end_and_confidence_rules(tiny):
+    _, processor = tiny
+    tok = processor.tokenizer
+    classes = TokenClasses(tok)
+    ids = tok("2.35 meters away", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(ids)[:5] == ["2", ".", "3", "5", "Ġmeters"]
+    assert classes.number_end(ids) == 4
+    assert classes.number_end(ids[:4]) is None  # still inside the number
+    assert classes.number_end(tok("far", add_special_tokens=False)["input_ids"]) == 0
+    # Confidence multiplies the probabilities up to the first decimal digit only.
+    assert classes.confidence(
+        ids[:4], [math.log(0.9), math.log(0.8), math.log(0.5), math.log(0.1)]
+    ) == pytest.approx(0.9 * 0.8 * 0.5)
+    criteria = NumberEndCriteria(classes, prompt_length=1)
+    batch = torch.tensor([[0, ids[0], ids[1]], [0, ids[0], ids[4]]])
+    assert criteria(batch, None).tolist() == [False, True]
+
+
+def test_number_cut_by_max_new_tokens_is_none(trained):
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, max_new_tokens=3, show_progress=False)
+    out = predictor.predict(flat_image(90), CAMERA, [[W // 2, H // 2]])
+    assert out.values == [None] and math.isnan(out.confidence[0]) and out.texts == ["2.5"]
+
+
+def test_from_pretrained_round_trip(tiny_dir, tiny):
+    predictor = DepthLMPredictor.from_pretrained(tiny_dir, show_progress=False, batch_size=2)
+    assert predictor.device.type == "cpu" and predictor.batch_size == 2
+    reference = DepthLMPredictor(*tiny, show_progress=False)
+    image = flat_image(100)
+    a = predictor.predict(image, CAMERA, [[56, 42], [30, 30]])
+    b = reference.predict(image, CAMERA, [[56, 42], [30, 30]])
+    assert a.texts == b.texts
+
+
+def test_two_point_task_groups_points_and_errors_are_clear(tiny):
+    predictor = DepthLMPredictor(*tiny, show_progress=False)
+    out = predictor.predict(
+        flat_image(100), CAMERA, [[20, 20], [80, 60], [30, 60], [70, 20]], task="two_point_distance"
+    )
+    assert len(out) == 2
+    with pytest.raises(ValueError, match="multiple of 2"):
+        predictor.predict(flat_image(100), CAMERA, [[20, 20]], task="two_point_distance")
+    with pytest.raises(ValueError, match="`task`"):
+        predictor.predict(flat_image(100), CAMERA, [[20, 20]], task="translation")
+    with pytest.raises(ValueError, match="`batch_size`"):
+        predictor.predict(flat_image(100), CAMERA, [[20, 20]], batch_size=0)
+    with pytest.raises(ValueError, match="`points`"):
+        predictor.predict(flat_image(100), CAMERA, [[500, 20]])
+    with pytest.raises(TypeError, match="`processor`"):
+        DepthLMPredictor(tiny[0], object())
