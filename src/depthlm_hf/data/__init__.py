@@ -1,14 +1,30 @@
 """DepthLM data: record schema, curated-format loader, RGB-D converter, training/evaluation views, mixtures."""
 
+from .convert import rgbd_to_record
 from .curated import CuratedDataset, load_curated, resolve_image_path
 from .records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
+from .views import (
+    PAPER_MIXTURE_WEIGHTS,
+    EvaluationView,
+    MixtureView,
+    TrainingView,
+    TrainingViewConfig,
+    mixture_weights,
+)
 
 __all__ = [
+    "PAPER_MIXTURE_WEIGHTS",
     "SKIP_REASONS",
     "CuratedDataset",
+    "EvaluationView",
     "InvalidRecordError",
+    "MixtureView",
+    "TrainingView",
+    "TrainingViewConfig",
     "load_curated",
+    "mixture_weights",
     "record_features",
     "resolve_image_path",
+    "rgbd_to_record",
     "validate_record",
 ]

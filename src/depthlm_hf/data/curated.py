@@ -98,6 +98,15 @@ class CuratedDataset:
     def __repr__(self) -> str:
         return f"CuratedDataset({str(self.jsonl_path)!r}, image_root={str(self.image_root)!r}, on_error={self.on_error!r})"
 
+    def with_paths(self) -> CuratedDataset:
+        """A view of the same file whose records carry checked image paths instead of decoded images.
+
+        Cheap (shares the offset index): for scans that only need coordinates and labels.
+        """
+        other = CuratedDataset.__new__(CuratedDataset)
+        other.__dict__.update(self.__dict__, decode_images=False, stats=Counter())
+        return other
+
     # -- streaming ----------------------------------------------------------------------------
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         index = 0
