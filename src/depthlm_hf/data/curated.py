@@ -39,13 +39,23 @@ def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
     """
     if not isinstance(relative, str) or not relative.strip("/ "):
         raise InvalidRecordError("bad_path", f"`image` must be a non-empty relative path, got {relative!r}.")
-    root = Path(image_root).resolve()
-    path = (root / relative.lstrip("/")).resolve()
-    if not path.is_relative_to(root):
+    # Plain strings and os.path: this runs once per record of files with millions of lines.
+    root = image_root if isinstance(image_root, _ResolvedRoot) else _ResolvedRoot(image_root)
+    path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
+    if not path.startswith(root.prefix):
         raise InvalidRecordError(
             "unsafe_path", f"`image` {relative!r} points outside the image root {str(root)!r}."
         )
-    return path
+    return Path(path)
+
+
+class _ResolvedRoot(str):
+    """An image root resolved once (symbolic links followed), with its `prefix` for containment checks."""
+
+    def __new__(cls, root: str | os.PathLike) -> _ResolvedRoot:
+        value = super().__new__(cls, os.path.realpath(root))
+        value.prefix = value.rstrip(os.sep) + os.sep
+        return value
 
 
 class CuratedDataset:
@@ -83,6 +93,7 @@ class CuratedDataset:
         self.image_root = Path(image_root)
         if not self.image_root.is_dir():
             raise ValueError(f"`image_root` {str(self.image_root)!r} is not a folder.")
+        self._root = _ResolvedRoot(self.image_root)
         self.on_error = on_error
         self.decode_images = decode_images
         self.dataset = dataset if dataset is not None else self.jsonl_path.stem
@@ -149,9 +160,9 @@ class CuratedDataset:
         return record
 
     def _image(self, relative: Any, intrinsics: list[float]) -> Any:
-        path = resolve_image_path(relative, self.image_root)
+        path = resolve_image_path(relative, self._root)
         if not self.decode_images:
-            if not path.is_file():
+            if not os.path.isfile(path):
                 raise InvalidRecordError("unreadable_image", f"`image` {str(path)!r} does not exist.")
             return str(path)
         try:
