@@ -171,3 +171,23 @@ def test_two_point_task_groups_points_and_errors_are_clear(tiny):
         predictor.predict(flat_image(100), CAMERA, [[500, 20]])
     with pytest.raises(TypeError, match="`processor`"):
         DepthLMPredictor(tiny[0], object())
+
+
+def test_predict_rows_matches_predict_on_evaluation_rows(trained):
+    from depthlm_hf.data import EvaluationView
+
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, batch_size=3, show_progress=False)
+    record = {
+        "image": flat_image(140),
+        "intrinsics": CAMERA,
+        "pixel_coords": np.array([[56, 42], [30, 30], [80, 50], [50, 60]]),
+        "depth": np.array([1.0, 2.0, 3.0, 4.0]),
+    }
+    view = EvaluationView([record], processor, num_samples=None)
+    rows = [view[i] for i in range(len(view))]
+    by_rows = predictor.predict_rows(rows)
+    direct = predictor.predict(record["image"], CAMERA, record["pixel_coords"])
+    assert by_rows.values == direct.values and len(by_rows) == 4
+    np.testing.assert_allclose(by_rows.confidence, direct.confidence, rtol=1e-4)
+    assert len(predictor.predict_rows([])) == 0

@@ -302,6 +302,46 @@ class DepthLMPredictor:
             texts=[t for p in parts for t in p.texts],
         )
 
+    def predict_rows(
+        self,
+        rows: Sequence[dict[str, Any]],
+        task: str = "distance",
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> DepthPrediction:
+        """Answer prepared queries: rows `{"images": [PIL, ...], "prompt": [chat messages]}`, one per query.
+
+        This is the general path (any task, several images per query, per-query question fields), e.g.
+        for the rows of `depthlm_hf.data.EvaluationView`; `predict` is faster for many points of one image.
+        """
+        size = self.batch_size if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+        base = self.processor.base_processor
+        prefix = self.processor.answer_prefix(task)
+        starts = range(0, len(rows), size)
+        show = self.show_progress if progress is None else progress
+        parts = [DepthPrediction([], np.zeros(0), [])]
+        for start in tqdm(starts, desc="queries", unit="batch", disable=not show or len(starts) < 2):
+            batch = rows[start : start + size]
+            texts = [
+                base.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) + prefix
+                for row in batch
+            ]
+            inputs = base(
+                images=[list(row["images"]) for row in batch],
+                text=texts,
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+            )
+            parts.append(self.generate(inputs, task))
+        return DepthPrediction(
+            values=[v for p in parts for v in p.values],
+            confidence=np.concatenate([p.confidence for p in parts]),
+            texts=[t for p in parts for t in p.texts],
+        )
+
     @torch.inference_mode()
     def generate(self, inputs: Any, task: str = "distance") -> DepthPrediction:
         """Greedy-decode the numbers of one processor batch (prompts ending in the forced prefix)."""
