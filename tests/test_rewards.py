@@ -75,8 +75,16 @@ def test_format_reward():
 def test_trl_call_convention():
     """TRL passes prompts, completion ids, trainer state and every dataset column as keywords."""
     reward = get_reward("neg_l1")
-    out = reward(prompts=[[]], completions=[conv("2 m")], completion_ids=[[1]], depth=[3.0], image=[None],
-                 trainer_state=None, log_extra=None, log_metric=None)
+    out = reward(
+        prompts=[[]],
+        completions=[conv("2 m")],
+        completion_ids=[[1]],
+        depth=[3.0],
+        image=[None],
+        trainer_state=None,
+        log_extra=None,
+        log_metric=None,
+    )
     assert out == [-1.0]
 
 
@@ -87,7 +95,12 @@ def test_length_mismatch_raises():
 
 def test_completion_text_forms():
     assert completion_text("x") == "x"
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
+    assert (
+        completion_text(
+            [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        )
+        == "ab"
+    )
 
 
 def test_rewards_are_picklable_with_distinct_names():
@@ -103,7 +116,9 @@ def test_registry_params_and_dotted_path():
     assert get_reward("neg_l1", penalty=-3.0).penalty == -3.0
     # without parameters an imported object is returned as it is (a reward function, or here a factory)
     assert get_reward("depthlm_hf.rewards:negative_l2") is negative_l2
-    assert get_reward("depthlm_hf.rewards.negative_l2", penalty=-1.0) == AnswerReward("l2", -1.0, name="neg_l2")
+    assert get_reward("depthlm_hf.rewards.negative_l2", penalty=-1.0) == AnswerReward(
+        "l2", -1.0, name="neg_l2"
+    )
 
 
 def test_unknown_reward_lists_valid_names():

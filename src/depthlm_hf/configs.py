@@ -13,11 +13,12 @@ from typing import Any, Literal
 from trl import GRPOConfig, SFTConfig
 
 from depthlm_hf.answers import TASKS
-from depthlm_hf.synthetic import PRESETS as SCENE_PRESETS
+from depthlm_hf.synthetic import get_config as scene_config
 
 GRPO_SYSTEM_PROMPT = (
     "You answer questions about distances in images. First reason about the question inside <think> </think> "
-    "tags, then write the final answer, a number in the unit the question asks for, inside <answer> </answer> "
+    "tags, then write the final answer, a number in the unit the question asks for, inside <answer> "
+    "</answer> "
     "tags, for example: <think> reasoning here </think><answer> 3.25 </answer>"
 )
 """System prompt of GRPO training: reason in `<think>`, answer in `<answer>` (parsed by `parse_answer`)."""
@@ -50,7 +51,8 @@ class DepthLMScriptArguments:
     dataset: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Curated datasets, each as `jsonl_path:image_root` (a jsonl of DepthLM records and the folder "
+            "help": "Curated datasets, each as `jsonl_path:image_root` (a jsonl of DepthLM records and the "
+            "folder "
             "their image paths are relative to). Empty: train on the `synthetic` preset."
         },
     )
@@ -61,7 +63,8 @@ class DepthLMScriptArguments:
     synthetic: str = field(
         default="indoor",
         metadata={
-            "help": "Procedural scene preset used when `dataset` is empty (`depthlm_hf.synthetic.PRESETS`): indoor "
+            "help": "Procedural scene preset used when `dataset` is empty (see `depthlm_hf.synthetic`): "
+            "indoor "
             "1-10 m, outdoor 2-80 m, ground (a plain ground plane, the easiest for a tiny model on CPU)."
         },
     )
@@ -83,7 +86,9 @@ class DepthLMScriptArguments:
     )
     crop_width: list[int] | None = field(
         default_factory=lambda: [1000, 1400],
-        metadata={"help": "Range [min, max] [px] of the random crop width after focal unification (none: no crop)."},
+        metadata={
+            "help": "Range [min, max] [px] of the random crop width after focal unification (none: no crop)."
+        },
     )
     crop_height: list[int] | None = field(
         default_factory=lambda: [700, 1200],
@@ -93,24 +98,27 @@ class DepthLMScriptArguments:
         default="center",
         metadata={"help": "Crop window placement: centred on the image centre (official release) or random."},
     )
-    aspect_jitter: float | None = field(
+    aspect_jitter: list[float] | None = field(
         default=None,
-        metadata={"help": "Maximum relative aspect-ratio jitter of the crop, e.g. 0.2 (the paper uses it on Taskonomy)."},
-    )
-    points_per_image: int = field(
-        default=1,
-        metadata={"help": "Labelled pixels drawn per training image (paper: 1)."},
+        metadata={
+            "help": "Range [lo, hi] of the random height stretch with unchanged intrinsics (the paper's fix "
+            "for "
+            "Taskonomy; the official release uses [1.0, 1.3]). Labels are unchanged."
+        },
     )
     unified_focal_length: float | None = field(
         default=None,
         metadata={
-            "help": "Focal length f* [px] every image is resized to (paper: 1000; Pixtral: 750). Default: the "
+            "help": "Focal length f* [px] every image is resized to (paper: 1000; Pixtral: 750). Default: "
+            "the "
             "model's saved DepthLM processor setting, else the `processor_preset`'s."
         },
     )
     focal_mode: Literal["xy", "fx"] | None = field(
         default=None,
-        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."},
+        metadata={
+            "help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."
+        },
     )
     marker_shape: Literal["arrow", "cross", "circle"] | None = field(
         default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
@@ -119,7 +127,8 @@ class DepthLMScriptArguments:
     processor_preset: Literal["paper", "official_pixtral"] = field(
         default="paper",
         metadata={
-            "help": "DepthLMProcessor preset (`depthlm_hf.processing.PRESETS`) used when the model folder has no "
+            "help": "DepthLMProcessor preset (`depthlm_hf.processing.PRESETS`) used when the model folder "
+            "has no "
             "saved DepthLM processor."
         },
     )
@@ -129,7 +138,10 @@ class DepthLMScriptArguments:
     )
     eval_samples: int = field(
         default=0,
-        metadata={"help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no evaluation)."},
+        metadata={
+            "help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no "
+            "evaluation)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -147,10 +159,20 @@ class DepthLMScriptArguments:
             raise ValueError("`crop_width` and `crop_height` must both be set or both be empty.")
         if self.synthetic_scenes <= 0:
             raise ValueError(f"`synthetic_scenes` must be > 0, got {self.synthetic_scenes}.")
+        if self.aspect_jitter is not None and (
+            len(self.aspect_jitter) != 2 or not 0 < self.aspect_jitter[0] <= self.aspect_jitter[1]
+        ):
+            raise ValueError(
+                f"`aspect_jitter` must be [lo, hi] with 0 < lo <= hi, got {self.aspect_jitter!r}."
+            )
         if self.synthetic_image_size is not None and len(self.synthetic_image_size) != 2:
-            raise ValueError(f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}.")
-        if self.synthetic not in SCENE_PRESETS:
-            raise ValueError(f"Unknown `synthetic` preset {self.synthetic!r}. Available: {', '.join(SCENE_PRESETS)}.")
+            raise ValueError(
+                f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}."
+            )
+        try:
+            scene_config(self.synthetic)
+        except ValueError as err:
+            raise ValueError(f"`synthetic`: {err}") from None
         if self.unified_focal_length is not None and self.unified_focal_length <= 0:
             raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
 
@@ -185,9 +207,12 @@ class DepthLMSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Maximum sequence length; `None` keeps every image token (recommended for VLMs)."},
     )
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
+    )
     warmup_steps: float = field(
-        default=0.1, metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."}
+        default=0.1,
+        metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every this many optimizer steps."})
 
@@ -200,7 +225,8 @@ class DepthLMGRPOConfig(GRPOConfig):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["neg_l1"],
         metadata={
-            "help": "Reward functions: names in `depthlm_hf.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, delta1, "
+            "help": "Reward functions: names in `depthlm_hf.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, "
+            "delta1, "
             "format) or dotted import paths. Paper: neg_l1."
         },
     )
@@ -216,7 +242,9 @@ class DepthLMGRPOConfig(GRPOConfig):
         metadata={"help": "System prompt of the GRPO conversations (saved with the processor); empty: none."},
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate (paper: 1e-5, constant)."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule (paper: constant)."})
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "Learning-rate schedule (paper: constant)."}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (paper: 1.0)."})
     num_generations: int | None = field(default=8, metadata={"help": "Completions per prompt (paper: 8)."})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient (paper: 0, no reference model)."})

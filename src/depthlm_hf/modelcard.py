@@ -86,7 +86,9 @@ def recipe_from_args(training_args: Any) -> dict[str, Any]:
             recipe[key] = getattr(value, "value", value)  # enums (scheduler type) as their string
     if {"per_device_train_batch_size", "gradient_accumulation_steps", "world_size"} <= recipe.keys():
         recipe["global_batch_size"] = (
-            recipe["per_device_train_batch_size"] * recipe["gradient_accumulation_steps"] * recipe["world_size"]
+            recipe["per_device_train_batch_size"]
+            * recipe["gradient_accumulation_steps"]
+            * recipe["world_size"]
         )
     return recipe
 
@@ -159,11 +161,14 @@ def render_model_card(info: ModelCardInfo) -> str:
         pipeline_tag="image-text-to-text",
         tags=["depthlm", "metric-depth", "visual-prompting", "trl", info.method],
     )
-    method = {"sft": "supervised fine-tuning (TRL `SFTTrainer`)", "grpo": "GRPO (TRL `GRPOTrainer`)"}[info.method]
+    method = {"sft": "supervised fine-tuning (TRL `SFTTrainer`)", "grpo": "GRPO (TRL `GRPOTrainer`)"}[
+        info.method
+    ]
     repo = info.hub_model_id or "path/to/this/folder"
     parts = [
         f"# {repo.split('/')[-1]}",
-        f"A DepthLM model: `{info.base_model}` trained by {method} to answer metric distances of marked pixels "
+        f"A DepthLM model: `{info.base_model}` trained by {method} to answer metric distances of marked "
+        "pixels "
         "in text, with no new head or loss (DepthLM, arXiv 2509.25413).",
         "## Visual prompt",
         f"- unified focal length: {info.unified_focal_length:g} px (focal mode `{info.focal_mode}`)",
@@ -185,7 +190,8 @@ def render_model_card(info: ModelCardInfo) -> str:
         f'processor = DepthLMProcessor.from_pretrained("{repo}")\n'
         "inputs = processor(images=image, intrinsics=[fx, fy, cx, cy, width, height], points=[[x, y]])\n"
         "output = model.generate(**inputs, max_new_tokens=32)\n"
-        'metres = processor.parse_answer(processor.batch_decode(output[:, inputs["input_ids"].shape[1]:])[0])\n'
+        'answer = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :])[0]\n'
+        "metres = processor.parse_answer(answer)\n"
         "```",
         "## Citation",
         f"```bibtex\n{_CITATION}\n```",
@@ -207,7 +213,9 @@ def read_card_info(folder: str | Path) -> ModelCardInfo:
     """The `ModelCardInfo` saved in `folder` by `write_model_card`."""
     path = Path(folder) / CARD_INFO_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"No {CARD_INFO_FILE} in {str(folder)!r}: the folder was not written by depthlm_hf.")
+        raise FileNotFoundError(
+            f"No {CARD_INFO_FILE} in {str(folder)!r}: the folder was not written by depthlm_hf."
+        )
     return ModelCardInfo(**json.loads(path.read_text()))
 
 
@@ -227,7 +235,9 @@ class ModelCardMixin:
 
     card_info: ModelCardInfo | None = None
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None) -> None:
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags=None
+    ) -> None:
         if self.card_info is None:
             return super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)  # type: ignore[misc]
         if self.is_world_process_zero():  # type: ignore[attr-defined]

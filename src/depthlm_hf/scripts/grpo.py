@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 from trl import GRPOTrainer, ModelConfig, TrlParser
 
 from depthlm_hf.configs import DepthLMGRPOConfig, DepthLMScriptArguments
@@ -53,7 +53,9 @@ def reward_functions(training_args: DepthLMGRPOConfig) -> list[RewardFunc]:
 def check_vllm(training_args: DepthLMGRPOConfig) -> None:
     """Fail early, with the fix, when vLLM generation is asked for but vLLM is not installed."""
     if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ValueError("`use_vllm` is true but vLLM is not installed: `pip install vllm`, or set `use_vllm: false`.")
+        raise ValueError(
+            "`use_vllm` is true but vLLM is not installed: `pip install vllm`, or set `use_vllm: false`."
+        )
 
 
 def make_parser() -> TrlParser:
@@ -68,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> DepthLMGRPOTrainer:
 
 
 def train(
-    script_args: DepthLMScriptArguments, training_args: DepthLMGRPOConfig, model_args: ModelConfig
+    script_args: DepthLMScriptArguments,
+    training_args: DepthLMGRPOConfig,
+    model_args: ModelConfig,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> DepthLMGRPOTrainer:
-    """The GRPO run of the parsed arguments."""
+    """The GRPO run of the parsed arguments (`callbacks` are added to the trainer's)."""
     set_seed(training_args.seed)
     check_vllm(training_args)
     rewards = reward_functions(training_args)
@@ -88,6 +93,7 @@ def train(
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config(model_args),
+        callbacks=callbacks,
     )
     trainer.card_info = card_info_from_args(
         script_args, training_args, processor, model_args.model_name_or_path, "grpo", peft=model_args.use_peft

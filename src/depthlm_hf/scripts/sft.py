@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoModelForImageTextToText, PreTrainedModel, set_seed
+from transformers import AutoModelForImageTextToText, PreTrainedModel, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import cached_file
 from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config
@@ -64,8 +64,9 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
 
 
 def _saved_processor_config(name_or_path: str, revision: str | None) -> dict[str, Any]:
-    path = cached_file(name_or_path, "processor_config.json", revision=revision,
-                       _raise_exceptions_for_missing_entries=False)
+    path = cached_file(
+        name_or_path, "processor_config.json", revision=revision, _raise_exceptions_for_missing_entries=False
+    )
     return json.loads(Path(path).read_text()) if path else {}
 
 
@@ -86,7 +87,9 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
     preset.setdefault("base_processor_class", saved.get("processor_class", "Qwen2_5_VLProcessor"))
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
-    return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
+    return DepthLMProcessor.from_pretrained(
+        name, revision=model_args.model_revision, **{**preset, **overrides}
+    )
 
 
 def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> DepthLMProcessor:
@@ -96,24 +99,32 @@ def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> D
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**processor.marker, **overrides["marker"]}}
     settings = {**settings, **overrides, "chat_template": processor.chat_template}
-    settings = {k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")}
+    settings = {
+        k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")
+    }
     return type(processor)(processor.image_processor, processor.tokenizer, **settings)
 
 
 class RowTransform:
     """Picklable `datasets` transform from sample indices to TRL rows, rendered on access by `view`.
 
-    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows with the `depth` target and `task`.
+    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows with the `depth` target and `task`;
+    both carry the sample `index` (trainers ignore it; it identifies the sample in logs and tests).
     """
 
-    COLUMNS = {"sft": ("images", "prompt", "completion"), "grpo": ("images", "prompt", "depth", "task")}
+    COLUMNS = {
+        "sft": ("images", "prompt", "completion", "index"),
+        "grpo": ("images", "prompt", "depth", "task", "index"),
+    }
 
     def __init__(self, view: Any, kind: str) -> None:
         self.view, self.kind = view, kind
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         rows = [self.view[int(index)] for index in batch["index"]]
-        return {key: [row[key] for row in rows] for key in self.COLUMNS[self.kind]}
+        columns = {key: [row[key] for row in rows] for key in self.COLUMNS[self.kind] if key != "index"}
+        columns["index"] = [int(index) for index in batch["index"]]
+        return columns
 
 
 def index_dataset(num_samples: int, view: Any, kind: str) -> Dataset:
@@ -128,54 +139,106 @@ def num_train_samples(training_args: Any) -> int:
     """Samples the run consumes: `max_steps` x the global batch size (`max_steps` must be set)."""
     if training_args.max_steps is None or training_args.max_steps <= 0:
         raise ValueError(
-            f"`max_steps` must be set (> 0), got {training_args.max_steps}: the training stream is sized from it "
+            f"`max_steps` must be set (> 0), got {training_args.max_steps}: the training stream is sized "
+            "from it "
             "(paper: samples / global batch, e.g. 35M / 1280 = 27344 for Qwen2.5-VL-3B)."
         )
     world = training_args.world_size
-    return training_args.max_steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
+    return (
+        training_args.max_steps
+        * training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * world
+    )
 
 
-class _DistanceView:
-    """Stop-gap training view (distance task only) until depthlm_hf.data's views land."""
+def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, Any]:
+    """Record sources by name: the curated datasets (read lazily), or the synthetic preset's scenes."""
+    from depthlm_hf.data import load_curated
+    from depthlm_hf.synthetic import SyntheticDataset
 
-    def __init__(self, records: Any, processor: DepthLMProcessor, seed: int) -> None:
-        self.records, self.processor, self.seed = records, processor, seed
+    if script_args.dataset:
+        return {Path(jsonl).stem: load_curated(jsonl, root) for jsonl, root in script_args.dataset_sources()}
+    overrides = {}
+    if script_args.synthetic_image_size is not None:
+        width, height = script_args.synthetic_image_size
+        overrides = {"width": (width, width), "height": (height, height)}
+    scenes = SyntheticDataset(
+        script_args.synthetic,
+        num_scenes=script_args.synthetic_scenes,
+        seed=seed,
+        two_view="translation" in script_args.tasks,
+        **overrides,
+    )
+    return {f"synthetic_{script_args.synthetic}": scenes}
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, index])
-        for _ in range(100):
-            record = self.records[int(rng.integers(len(self.records)))]
-            j = int(rng.integers(len(record["depth"])))
-            try:
-                row = self.processor.training_row(
-                    record["image"], record["intrinsics"], record["pixel_coords"][j : j + 1], float(record["depth"][j])
-                )
-            except ValueError:
-                continue
-            row.update(depth=float(record["depth"][j]), task="distance", index=index)
-            return row
-        raise RuntimeError(f"no usable sample for index {index}")
+
+def training_view(
+    script_args: DepthLMScriptArguments, processor: DepthLMProcessor, seed: int, kind: str
+) -> Any:
+    """The (mixture of) training view(s) of the data engineer's `depthlm_hf.data.views` for the run."""
+    from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
+
+    weights = script_args.task_weights or [1.0] * len(script_args.tasks)
+    config = TrainingViewConfig(
+        crop=script_args.crop_width is not None,
+        crop_width=tuple(script_args.crop_width or (1, 1)),
+        crop_height=tuple(script_args.crop_height or (1, 1)),
+        crop_position=script_args.crop_position,
+        aspect_jitter=tuple(script_args.aspect_jitter) if script_args.aspect_jitter else None,
+        tasks=dict(zip(script_args.tasks, weights, strict=True)),
+    )
+    sources = record_sources(script_args, seed)
+    views = {
+        name: TrainingView(source, processor, config, seed=seed, row_format=kind)
+        for name, source in sources.items()
+    }
+    if len(views) == 1:
+        return next(iter(views.values()))
+    return MixtureView(views, weights=script_args.dataset_weights or [1.0] * len(views), seed=seed)
 
 
 def build_datasets(
     script_args: DepthLMScriptArguments, processor: DepthLMProcessor, training_args: Any, kind: str
 ) -> tuple[Dataset, Dataset | None]:
-    """The training dataset (and the evaluation one when `eval_samples` > 0) of the run."""
-    from depthlm_hf.synthetic import SyntheticDataset
-
-    records = SyntheticDataset(script_args.synthetic, num_scenes=script_args.synthetic_scenes, seed=training_args.seed)
-    train = index_dataset(num_train_samples(training_args), _DistanceView(records, processor, training_args.seed), kind)
+    """The training dataset of the run, and an evaluation one (other rows of the same views) when
+    `eval_samples` > 0."""
+    seed = training_args.seed
+    train = index_dataset(
+        num_train_samples(training_args), training_view(script_args, processor, seed, kind), kind
+    )
     evaluation = None
     if script_args.eval_samples:
-        evaluation = index_dataset(script_args.eval_samples, _DistanceView(records, processor, -1 - training_args.seed), kind)
+        eval_view = training_view(script_args, processor, seed + 1_000_003, kind)
+        evaluation = index_dataset(script_args.eval_samples, eval_view, kind)
     return train, evaluation
+
+
+def _init_deepspeed_comm(training_args: Any) -> None:
+    # On CPU (`use_cpu=True`) accelerate starts torch.distributed but not DeepSpeed's communication layer, and
+    # ZeRO-3 model construction (`deepspeed.zero.Init`) would then see a world of one process.
+    if not training_args.deepspeed or not torch.distributed.is_initialized():
+        return
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
 
 
 def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
     """The VLM to train, from the Hub or a folder (`tiny`: the tiny random offline Qwen2.5-VL)."""
+    _init_deepspeed_comm(training_args)
     if model_args.model_name_or_path == TINY:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
         from depthlm_hf.testing import tiny_qwen2_5_vl
 
+        if is_deepspeed_zero3_enabled():
+            raise ValueError(
+                "`model_name_or_path` 'tiny' cannot be built inside DeepSpeed ZeRO-3: save it first "
+                "(`tiny_qwen2_5_vl()[0].save_pretrained(dir)` and the processor likewise) and pass the "
+                "folder."
+            )
         model, _ = tiny_qwen2_5_vl()
         model.train()
         return model
@@ -200,7 +263,7 @@ def peft_config(model_args: ModelConfig):
 
 def resume_checkpoint(training_args: Any) -> str | bool | None:
     """The checkpoint to resume from: `resume_from_checkpoint` as given, with `last` meaning the newest
-    checkpoint in `output_dir` when there is one (a preemption-safe recipe setting) and a fresh start otherwise."""
+    checkpoint in `output_dir` when there is one (a preemption-safe recipe setting), else a fresh start."""
     value = training_args.resume_from_checkpoint
     if value not in ("last", "true", "True"):
         return value
@@ -232,9 +295,12 @@ def main(argv: Sequence[str] | None = None) -> DepthLMSFTTrainer:
 
 
 def train(
-    script_args: DepthLMScriptArguments, training_args: DepthLMSFTConfig, model_args: ModelConfig
+    script_args: DepthLMScriptArguments,
+    training_args: DepthLMSFTConfig,
+    model_args: ModelConfig,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> DepthLMSFTTrainer:
-    """The SFT run of the parsed arguments."""
+    """The SFT run of the parsed arguments (`callbacks` are added to the trainer's)."""
     set_seed(training_args.seed)
     # The rows carry images and target columns the model does not take; the collator picks what it needs.
     training_args.remove_unused_columns = False
@@ -243,7 +309,9 @@ def train(
     train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft")
     model = load_model(model_args, training_args)
 
-    collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
+    collator = AnswerOnlyCollator(
+        processor=processor, max_length=training_args.max_length, completion_only_loss=True
+    )
     trainer = DepthLMSFTTrainer(
         model=model,
         args=training_args,
@@ -252,6 +320,7 @@ def train(
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config(model_args),
+        callbacks=callbacks,
     )
     trainer.card_info = card_info_from_args(
         script_args, training_args, processor, model_args.model_name_or_path, "sft", peft=model_args.use_peft
