@@ -1,0 +1,188 @@
+"""`depthlm eval`: data specs, constant baseline, model runs on all tasks, resume, outputs, iBims-1 figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthlm_hf.scripts.eval import build_samples, main, parse_data_spec
+from depthlm_hf.testing import tiny_processor
+
+W, H = 112, 84
+CAMERA = [100.0, 100.0, 55.5, 41.5, W, H]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Three two-view 112x84 images, 6 labelled pixels each (one too close to the border for a marker)."""
+    root = tmp_path_factory.mktemp("curated")
+    (root / "rgb").mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / "rgb" / f"{i}.png")
+        coords = [[10, 10], [50, 40], [90, 70], [30, 60], [70, 20], [0, 0]]
+        lines.append(
+            {
+                "image": f"rgb/{i}.png",
+                "intrinsics": CAMERA,
+                "pixel_coords": coords,
+                "depth": [1.0 + i, 2.0, 3.5, 1.6 + i, 5.0, 2.0],
+                "image2": f"rgb/{(i + 1) % 3}.png",
+                "intrinsics2": CAMERA,
+                "rotation": np.eye(3).tolist(),
+                "translation": [0.3 * (i + 1), 0.0, 0.4],
+            }
+        )
+    (root / "val.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return root
+
+
+def spec(root: Path, name: str = "toy") -> str:
+    return f"{name}={root / 'val.jsonl'}:{root}"
+
+
+def test_parse_data_spec():
+    assert parse_data_spec("a=x/y.jsonl:z") == ("a", Path("x/y.jsonl"), Path("z"))
+    assert parse_data_spec("a=x/y.jsonl") == ("a", Path("x/y.jsonl"), Path("x"))
+    with pytest.raises(ValueError, match="NAME=JSONL"):
+        parse_data_spec("x/y.jsonl")
+
+
+def test_constant_baseline_outputs_and_resume(dataset, tmp_path, capsys):
+    args = [
+        "--model",
+        "constant:2.0",
+        "--data",
+        spec(dataset),
+        "--num_samples",
+        "all",
+        "--output_dir",
+        str(tmp_path),
+    ]
+    results = main(args)
+    metrics = results["distance"]["toy"]
+    # 15 markable pixels (the [0, 0] ones are excluded); only the four 2.0 labels are within 25 % of 2.0
+    # (1.6 is exactly 1.25 away, and delta1 is a strict inequality).
+    assert metrics["num_samples"] == 15 and metrics["delta1"] == pytest.approx(4 / 15)
+    printed = capsys.readouterr().out
+    assert "| constant:2.0 | 0.2667 | 0.2667 |" in printed
+    for name in (
+        "results.json",
+        "results.csv",
+        "results.md",
+        "delta1_distance.png",
+        "toy/distance/pred_vs_true.png",
+    ):
+        assert (tmp_path / name).exists(), name
+    assert len((tmp_path / "toy/distance/predictions.jsonl").read_text().splitlines()) == 15
+    again = main(args)["distance"]["toy"]
+    assert again["resumed_samples"] == 15 and again["delta1"] == metrics["delta1"]
+    with pytest.raises(ValueError, match="another run"):
+        main(
+            [
+                "--model",
+                "constant:3.0",
+                "--data",
+                spec(dataset),
+                "--num_samples",
+                "all",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+    assert (
+        main([*args[:1], "constant:3.0", *args[2:], "--overwrite", "true"])["distance"]["toy"][
+            "resumed_samples"
+        ]
+        == 0
+    )
+
+
+def test_evaluation_set_is_fixed_and_subsampled(dataset):
+    from depthlm_hf.data import load_curated
+
+    source = load_curated(dataset / "val.jsonl", dataset)
+    processor = tiny_processor()
+    a = build_samples(source, processor, "distance", 7, seed=0)
+    b = build_samples(source, processor, "distance", 7, seed=0)
+    assert a == b and len(a) == 7 and build_samples(source, processor, "distance", 7, seed=1) != a
+    two = build_samples(source, processor, "two_point_distance", None, seed=0)
+    assert all(len(s["point_indices"]) == 2 and 5 not in s["point_indices"] for s in two)
+    speed = build_samples(source, processor, "speed", None, seed=0)
+    assert all(
+        s["label"]
+        == pytest.approx(source[s["record_index"]]["depth"][s["point_indices"][0]] / s["fields"]["time"])
+        for s in speed
+    )
+    trans = build_samples(source, processor, "translation", None, seed=0)
+    assert [s["label"] for s in trans] == pytest.approx([0.5, math.hypot(0.6, 0.4), math.hypot(0.9, 0.4)])
+
+
+def test_model_run_on_all_tasks_and_interrupted_resume(dataset, tiny_dir, tmp_path):
+    tasks = ["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
+    args = [
+        "--model",
+        str(tiny_dir),
+        "--data",
+        spec(dataset),
+        "--num_samples",
+        "6",
+        "--batch_size",
+        "4",
+        "--output_dir",
+        str(tmp_path),
+        "--plots",
+        "false",
+        "--tasks",
+        *tasks,
+    ]
+    results = main(args)
+    for task in tasks:
+        metrics = results[task]["toy"]
+        assert metrics["num_samples"] == (3 if task == "translation" else 6), task
+        rows = [
+            json.loads(x) for x in (tmp_path / "toy" / task / "predictions.jsonl").read_text().splitlines()
+        ]
+        assert all(r["prediction"] is None or isinstance(r["prediction"], float) for r in rows)
+        assert all(isinstance(r["text"], str) for r in rows)
+    # Interrupt: keep 2 of 6 saved answers; the rerun predicts only the other 4 and gives the same metrics.
+    path = tmp_path / "toy" / "distance" / "predictions.jsonl"
+    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")
+    again = main(args[: -len(tasks)] + ["distance"])["distance"]["toy"]
+    assert again["resumed_samples"] == 2 and len(path.read_text().splitlines()) == 6
+    assert again["delta1"] == results["distance"]["toy"]["delta1"]
+
+
+def test_ibims1_constant_two_metres_gives_0_2819(ibims1_dir, tmp_path, capsys):
+    results = main(
+        [
+            "--model",
+            "constant:2.0",
+            "--data",
+            f"ibims1={ibims1_dir / 'ibims1_val.jsonl'}:{ibims1_dir}",
+            "--num_samples",
+            "all",
+            "--output_dir",
+            str(tmp_path),
+            "--plots",
+            "false",
+        ]
+    )
+    assert results["distance"]["ibims1"]["num_samples"] == 10_000
+    assert results["distance"]["ibims1"]["delta1"] == pytest.approx(0.2819, abs=1e-12)
+    assert "| constant:2.0 | 0.2819 | 0.2819 |" in capsys.readouterr().out
