@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Features, Image, List, Value
-
 from ..geometry import CameraIntrinsics
+
+if TYPE_CHECKING:
+    import datasets
 
 REQUIRED_FIELDS = ("image", "intrinsics", "pixel_coords", "depth")
 TWO_VIEW_FIELDS = ("image2", "intrinsics2", "rotation", "translation")
@@ -57,7 +58,7 @@ class InvalidRecordError(ValueError):
         self.reason = reason
 
 
-def record_features(two_view: bool = False, with_z_depth: bool = False) -> Features:
+def record_features(two_view: bool = False, with_z_depth: bool = False) -> datasets.Features:
     """`datasets.Features` of a record (images decoded to PIL by `datasets`).
 
     >>> sorted(record_features())
@@ -65,6 +66,8 @@ def record_features(two_view: bool = False, with_z_depth: bool = False) -> Featu
     >>> sorted(record_features(two_view=True))[-3:]
     ['rotation', 'scene', 'translation']
     """
+    from datasets import Features, Image, List, Value
+
     features = {
         "image": Image(),
         "intrinsics": List(Value("float64"), length=6),
