@@ -191,3 +191,28 @@ def test_predict_rows_matches_predict_on_evaluation_rows(trained):
     assert by_rows.values == direct.values and len(by_rows) == 4
     np.testing.assert_allclose(by_rows.confidence, direct.confidence, rtol=1e-4)
     assert len(predictor.predict_rows([])) == 0
+
+
+def test_official_pixtral_checkpoint_format(tmp_path):
+    """The official release's format (Llava/Pixtral, f* = 750 px by fx, think/answer tags), same predictor."""
+    from transformers import LlavaForConditionalGeneration
+
+    from depthlm_hf.testing import tiny_llava_pixtral
+
+    model, processor = tiny_llava_pixtral(seed=0)
+    assert processor.preset == "official_pixtral" and processor.unified_focal_length == 750.0
+    assert processor.answer_prefix() == "<think> The point is around "
+    torch.manual_seed(0)
+    fit_template(model, processor, steps=150)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    predictor = DepthLMPredictor.from_pretrained(tmp_path, show_progress=False)
+    assert isinstance(predictor.model, LlavaForConditionalGeneration)
+    for i, value in enumerate(VALUES):
+        image = flat_image(40 + 50 * i)
+        out = predictor.predict(image, CAMERA, [[W // 2, H // 2]])
+        inputs = processor(images=image, intrinsics=CAMERA, points=[[W // 2, H // 2]])
+        full = model.generate(**inputs, max_new_tokens=60, do_sample=False)
+        text = processor.decode(full[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert text == processor.format_answer(value) and processor.parse_answer(text) == value
+        assert out.values == [value]
