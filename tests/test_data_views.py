@@ -243,3 +243,23 @@ def test_config_errors_name_the_argument(source, processor):
         TrainingView(source, processor, row_format="dpo")
     with pytest.raises(TypeError, match="endless"):
         len(TrainingView(source, processor))
+
+
+def test_sft_trainer_trains_on_a_view_stream(tmp_path):
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from depthlm_hf.testing import tiny_processor, tiny_qwen2_5_vl
+
+    model, _ = tiny_qwen2_5_vl(seed=0)
+    processor = tiny_processor(unified_focal_length=200.0)
+    view = TrainingView(SyntheticDataset("ground", num_scenes=8, num_points=10), processor,
+                        TrainingViewConfig(crop=False), seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False,
+                     report_to=[], logging_steps=1, max_length=None, save_strategy="no")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=view.to_iterable_dataset(),
+                         processing_class=processor.base_processor)
+    trainer.train()
+    assert any("loss" in log for log in trainer.state.log_history)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
