@@ -19,9 +19,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from _common import write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _common import write_result  # noqa: E402
 from depthlm_hf.data import TrainingView, TrainingViewConfig, load_curated  # noqa: E402
 from depthlm_hf.synthetic import SCENE_PRESETS, render_scene  # noqa: E402
 
@@ -66,8 +66,10 @@ def training_view_speed(rows: int) -> dict:
             view.sample(index)
         seconds = time.perf_counter() - start
         figures[name] = {"rows_per_second": rows / seconds, "ms_per_row": 1000 * seconds / rows}
-    figures["what"] = ("SFT row: random record, PNG decode (640x480), focal unification to 1000 px, crop "
-                       "1000-1400 x 700-1200 centred on the principal point, arrow marker, chat messages")
+    figures["what"] = (
+        "SFT row: random record, PNG decode (640x480), focal unification to 1000 px, crop "
+        "1000-1400 x 700-1200 centred on the principal point, arrow marker, chat messages"
+    )
     return figures
 
 
@@ -88,7 +90,9 @@ def synthetic_speed(scenes: int) -> dict:
             "median_wall_ms": 1000 * float(np.median(wall)),
             "median_cpu_ms": 1000 * float(np.median(cpu)),
         }
-    figures["what"] = "one 224x168 RGB-D scene: random layout, ray casting, shading (colour, depth, z-depth, mask)"
+    figures["what"] = (
+        "one 224x168 RGB-D scene: random layout, ray casting, shading (colour, depth, z-depth, mask)"
+    )
     return figures
 
 
@@ -98,8 +102,17 @@ def write_jsonl(path: Path, lines: int) -> None:
     depth = np.round(rng.uniform(0.5, 10, size=(1000, 5)), 4).tolist()
     with open(path, "w") as f:
         for i in range(lines):
-            f.write(json.dumps({"image": "rgb/a.png", "intrinsics": [50.0, 50.0, 31.5, 23.5, 64, 48],
-                                "pixel_coords": coords[i % 1000], "depth": depth[i % 1000]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "image": "rgb/a.png",
+                        "intrinsics": [50.0, 50.0, 31.5, 23.5, 64, 48],
+                        "pixel_coords": coords[i % 1000],
+                        "depth": depth[i % 1000],
+                    }
+                )
+                + "\n"
+            )
 
 
 def streaming_memory(lines: int) -> dict:

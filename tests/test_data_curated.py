@@ -20,8 +20,12 @@ def delta1(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def good(image="rgb/a.png", **over):
-    rec = {"image": image, "intrinsics": [50.0, 50.0, 15.5, 11.5, 32, 24], "pixel_coords": [[1, 2], [30, 20]],
-           "depth": [1.5, 2.5]}
+    rec = {
+        "image": image,
+        "intrinsics": [50.0, 50.0, 15.5, 11.5, 32, 24],
+        "pixel_coords": [[1, 2], [30, 20]],
+        "depth": [1.5, 2.5],
+    }
     rec.update(over)
     return rec
 
@@ -84,14 +88,24 @@ def test_bad_records_are_skipped_and_counted(folder):
     assert [r["index"] for r in out] == [0, 14]
     assert out[1]["dataset"] == "mine" and out[0]["dataset"] == "d"
     assert ds.skipped == {
-        "unsafe_path": 2, "unreadable_image": 2, "bad_depth": 2, "length_mismatch": 1, "bad_coords": 1,
-        "coords_outside_image": 1, "size_mismatch": 1, "bad_intrinsics": 1, "missing_field": 1, "bad_json": 1,
+        "unsafe_path": 2,
+        "unreadable_image": 2,
+        "bad_depth": 2,
+        "length_mismatch": 1,
+        "bad_coords": 1,
+        "coords_outside_image": 1,
+        "size_mismatch": 1,
+        "bad_intrinsics": 1,
+        "missing_field": 1,
+        "bad_json": 1,
     }
     assert ds.stats["ok"] == 2 and len(ds) == 15
 
 
 def test_raise_mode_names_the_line_and_reason(folder):
-    ds = load_curated(write(folder / "d.jsonl", [good(), good(image="../../etc/passwd")]), folder, on_error="raise")
+    ds = load_curated(
+        write(folder / "d.jsonl", [good(), good(image="../../etc/passwd")]), folder, on_error="raise"
+    )
     with pytest.raises(InvalidRecordError, match=r"record 1.*unsafe_path") as info:
         list(ds)
     assert info.value.reason == "unsafe_path"
@@ -133,8 +147,12 @@ def test_argument_errors(folder):
 
 
 def test_two_view_records_validate_pose():
-    rec = good(image2="rgb/a.png", intrinsics2=[50.0, 50.0, 15.5, 11.5, 32, 24], rotation=np.eye(3).tolist(),
-               translation=[0.3, 0.0, 0.4])
+    rec = good(
+        image2="rgb/a.png",
+        intrinsics2=[50.0, 50.0, 15.5, 11.5, 32, 24],
+        rotation=np.eye(3).tolist(),
+        translation=[0.3, 0.0, 0.4],
+    )
     assert validate_record(rec)["translation"].tolist() == [0.3, 0.0, 0.4]
     with pytest.raises(InvalidRecordError, match="bad_pose"):
         validate_record({**rec, "rotation": (2 * np.eye(3)).tolist()})
@@ -145,7 +163,13 @@ def test_two_view_records_validate_pose():
 def test_features_build_a_datasets_table():
     import datasets
 
-    rows = {"image": [Image.new("RGB", (4, 3))], "intrinsics": [[5.0, 5.0, 1.5, 1.0, 4, 3]],
-            "pixel_coords": [[[1.0, 2.0]]], "depth": [[2.0]], "dataset": ["x"], "scene": ["y"]}
+    rows = {
+        "image": [Image.new("RGB", (4, 3))],
+        "intrinsics": [[5.0, 5.0, 1.5, 1.0, 4, 3]],
+        "pixel_coords": [[[1.0, 2.0]]],
+        "depth": [[2.0]],
+        "dataset": ["x"],
+        "scene": ["y"],
+    }
     table = datasets.Dataset.from_dict(rows, features=record_features())
     assert table[0]["depth"] == [2.0] and table[0]["image"].size == (4, 3)

@@ -79,8 +79,9 @@ def test_training_view_crops_in_range_markers_inside_labels_unchanged(source, pr
 
 
 def test_random_crop_position_and_aspect_jitter_keep_markers_inside(source, processor, recorded):
-    config = TrainingViewConfig(crop_width=(100, 150), crop_height=(80, 120), crop_position="random",
-                                aspect_jitter=(1.0, 1.3))
+    config = TrainingViewConfig(
+        crop_width=(100, 150), crop_height=(80, 120), crop_position="random", aspect_jitter=(1.0, 1.3)
+    )
     view = TrainingView(source, processor, config, seed=1, num_samples=30, row_format="grpo")
     lefts = set()
     for index in range(30):
@@ -104,8 +105,12 @@ def test_sft_rows_are_trl_prompt_completion_rows_and_parse_back(source, processo
 
 
 def test_all_six_tasks_build_rows(processor):
-    pairs = SyntheticDataset("indoor", num_scenes=6, num_points=30, two_view=True, width=(96, 96), height=(72, 72))
-    config = TrainingViewConfig(tasks={t: 1.0 for t in ALL_TASKS}, crop_width=(100, 300), crop_height=(80, 200))
+    pairs = SyntheticDataset(
+        "indoor", num_scenes=6, num_points=30, two_view=True, width=(96, 96), height=(72, 72)
+    )
+    config = TrainingViewConfig(
+        tasks={t: 1.0 for t in ALL_TASKS}, crop_width=(100, 300), crop_height=(80, 200)
+    )
     view = TrainingView(pairs, processor, config, seed=0, num_samples=60, row_format="grpo")
     rows = list(view)
     assert {r["task"] for r in rows} == set(ALL_TASKS)
@@ -141,8 +146,12 @@ def test_mixture_ratios_follow_the_weights():
 
 def test_mixture_rows_come_from_the_chosen_view(source, processor):
     indoor = TrainingView(source, processor, TrainingViewConfig(crop=False), row_format="grpo")
-    ground = TrainingView(SyntheticDataset("ground", num_scenes=3, num_points=10), processor,
-                          TrainingViewConfig(crop=False), row_format="grpo")
+    ground = TrainingView(
+        SyntheticDataset("ground", num_scenes=3, num_points=10),
+        processor,
+        TrainingViewConfig(crop=False),
+        row_format="grpo",
+    )
     mix = MixtureView({"indoor": indoor, "ground": ground}, weights=[1, 1], num_samples=6)
     for i, row in enumerate(mix):
         expected = (indoor, ground)[mix.choose(i)].sample(i)
@@ -155,7 +164,9 @@ def _eval_fingerprint(processor, source):
     digest = hashlib.sha256()
     for row in rows:
         digest.update(np.asarray(row["images"][0]).tobytes())
-        digest.update(json.dumps([row["depth"], row["point"], row["record_index"], row["point_index"]]).encode())
+        digest.update(
+            json.dumps([row["depth"], row["point"], row["record_index"], row["point_index"]]).encode()
+        )
     return view.pairs.tolist(), digest.hexdigest()
 
 
@@ -205,12 +216,21 @@ def test_ibims1_evaluation_view_has_8192_fixed_samples(processor):
 def test_bad_records_in_the_source_are_skipped_and_counted(tmp_path, processor):
     Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    rec = {"intrinsics": [60, 60, 31.5, 23.5, 64, 48], "pixel_coords": [[32, 24], [40, 30]], "depth": [2.0, 3.0]}
+    rec = {
+        "intrinsics": [60, 60, 31.5, 23.5, 64, 48],
+        "pixel_coords": [[32, 24], [40, 30]],
+        "depth": [2.0, 3.0],
+    }
     with open(tmp_path / "d.jsonl", "w") as f:
         for image in ("ok.png", "bad.png", "ok.png"):
             f.write(json.dumps({**rec, "image": image}) + "\n")
-    view = TrainingView(load_curated(tmp_path / "d.jsonl"), processor, TrainingViewConfig(crop=False), num_samples=20,
-                        row_format="grpo")
+    view = TrainingView(
+        load_curated(tmp_path / "d.jsonl"),
+        processor,
+        TrainingViewConfig(crop=False),
+        num_samples=20,
+        row_format="grpo",
+    )
     assert {row["depth"] for row in view} <= {2.0, 3.0}
     assert view.stats["unreadable_image"] > 0
 
@@ -253,13 +273,30 @@ def test_sft_trainer_trains_on_a_view_stream(tmp_path):
 
     model, _ = tiny_qwen2_5_vl(seed=0)
     processor = tiny_processor(unified_focal_length=200.0)
-    view = TrainingView(SyntheticDataset("ground", num_scenes=8, num_points=10), processor,
-                        TrainingViewConfig(crop=False), seed=0)
+    view = TrainingView(
+        SyntheticDataset("ground", num_scenes=8, num_points=10),
+        processor,
+        TrainingViewConfig(crop=False),
+        seed=0,
+    )
     before = [p.detach().clone() for p in model.parameters()]
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False,
-                     report_to=[], logging_steps=1, max_length=None, save_strategy="no")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=view.to_iterable_dataset(),
-                         processing_class=processor.base_processor)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        max_length=None,
+        save_strategy="no",
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=view.to_iterable_dataset(),
+        processing_class=processor.base_processor,
+    )
     trainer.train()
     assert any("loss" in log for log in trainer.state.log_history)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

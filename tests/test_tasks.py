@@ -66,7 +66,9 @@ def test_z_label_from_geometry_when_the_record_has_no_z():
 def test_candidates_restrict_the_marked_pixels_and_too_few_give_none():
     rec = synthetic_record("indoor", seed=1, num_points=20)
     for seed in range(20):
-        assert build_sample("distance", rec, np.random.default_rng(seed), candidates=[3, 7]).point_indices[0] in (3, 7)
+        assert build_sample("distance", rec, np.random.default_rng(seed), candidates=[3, 7]).point_indices[
+            0
+        ] in (3, 7)
     assert build_sample("two_point_distance", rec, np.random.default_rng(0), candidates=[3]) is None
     assert build_sample("translation", rec, np.random.default_rng(0)) is None
 
@@ -75,8 +77,10 @@ def test_every_task_is_buildable_and_unknown_ones_are_refused():
     rec = synthetic_record("indoor", seed=4, num_points=10, two_view=True)
     for task in TASKS:
         sample = build_sample(task, rec, np.random.default_rng(0))
-        assert sample.task == task and sample.value > 0 and len(sample.points) == TASKS[task].num_points * (
-            task != "translation"
+        assert (
+            sample.task == task
+            and sample.value > 0
+            and len(sample.points) == TASKS[task].num_points * (task != "translation")
         )
     with pytest.raises(ValueError, match="Available: distance"):
         build_sample("depth", rec, np.random.default_rng(0))

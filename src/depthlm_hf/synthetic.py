@@ -107,7 +107,8 @@ SCENE_PRESETS: dict[str, SceneConfig] = {
         depth_range=(1.0, 30.0),
     ),
 }
-"""Named scene configurations; add a preset with `SCENE_PRESETS["name"] = dataclasses.replace(SCENE_PRESETS["indoor"], ...)`."""
+"""Named scene configurations. Add one with
+`SCENE_PRESETS["name"] = dataclasses.replace(SCENE_PRESETS["indoor"], ...)`."""
 
 
 def get_config(config: str | SceneConfig) -> SceneConfig:
@@ -121,7 +122,7 @@ def get_config(config: str | SceneConfig) -> SceneConfig:
 
 @dataclass(frozen=True)
 class Camera:
-    """A pinhole camera: `intrinsics`, `rotation` (3, 3) camera-to-world and `position` (3,) [m] in the world."""
+    """A pinhole camera: `intrinsics`, `rotation` (3, 3) camera-to-world, `position` (3,) [m] in the world."""
 
     intrinsics: CameraIntrinsics
     rotation: np.ndarray
@@ -164,7 +165,9 @@ class Layout:
     sky: bool = True
     tile: float = 0.5
     texture_contrast: float = 1.0
-    ground_colors: np.ndarray = field(default_factory=lambda: np.array([[0.55, 0.5, 0.42], [0.35, 0.33, 0.3]]))
+    ground_colors: np.ndarray = field(
+        default_factory=lambda: np.array([[0.55, 0.5, 0.42], [0.35, 0.33, 0.3]])
+    )
     wall_color: np.ndarray = field(default_factory=lambda: np.array([0.75, 0.72, 0.65]))
 
 
@@ -208,7 +211,7 @@ def _hit_room(o: np.ndarray, d: np.ndarray, room: tuple[float, ...]) -> tuple[np
 
 
 def _screen_rect(camera: Camera, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Pixel rows/cols `(r0, r1, c0, c1)` (end exclusive) that can see the world box [lo, hi]; None if none can."""
+    """Pixel rows/cols `(r0, r1, c0, c1)` (ends exclusive) that may see the world box [lo, hi]; None: none."""
     intr = camera.intrinsics
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     local = (corners - camera.position) @ camera.rotation
@@ -229,7 +232,7 @@ def _pixels(rect: tuple[int, int, int, int], width: int) -> np.ndarray:
 
 
 def _hit_box(o: np.ndarray, inv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slab test of rays (inverse directions (3, n)) against the box [lo, hi]: distance (inf = miss), face axis."""
+    """Slab test of rays (inverse directions (3, n)) against box [lo, hi]: distance (inf: miss), face axis."""
     with np.errstate(invalid="ignore"):
         t1, t2 = (lo - o)[:, None] * inv, (hi - o)[:, None] * inv
     near, far = np.minimum(t1, t2), np.maximum(t1, t2)
@@ -278,7 +281,9 @@ def render(layout: Layout, camera: Camera, depth_range: Range = (0.0, math.inf))
     return RenderedView(image, depth, z_depth, valid, camera)
 
 
-def _band_pixels(rect: tuple[int, int, int, int] | None, rows: tuple[int, int], width: int) -> np.ndarray | None:
+def _band_pixels(
+    rect: tuple[int, int, int, int] | None, rows: tuple[int, int], width: int
+) -> np.ndarray | None:
     if rect is None:
         return None
     r0, r1 = max(rect[0], rows[0]) - rows[0], min(rect[1], rows[1]) - rows[0]
@@ -302,14 +307,14 @@ def _render_band(layout: Layout, camera: Camera, rows: tuple[int, int], box_rect
     if len(layout.boxes):
         with np.errstate(divide="ignore"):
             inv = 1.0 / d
-    for b, (box, rect) in enumerate(zip(layout.boxes, box_rects)):
+    for b, (box, rect) in enumerate(zip(layout.boxes, box_rects, strict=True)):
         pix = _band_pixels(rect, rows, width)
         if pix is not None:
             t_box, axis = _hit_box(o, inv[:, pix], box[:3], box[3:])
             closer = t_box < t[pix]
             pix = pix[closer]
             t[pix], kind[pix], normal_axis[pix], index[pix] = t_box[closer], _BOX, axis[closer], b
-    for s, (sphere, rect) in enumerate(zip(layout.spheres, sphere_rects)):
+    for s, (sphere, rect) in enumerate(zip(layout.spheres, sphere_rects, strict=True)):
         pix = _band_pixels(rect, rows, width)
         if pix is not None:
             t_sph = _hit_sphere(o, d[:, pix], sphere)
@@ -338,9 +343,18 @@ def _shade(layout: Layout, o, d, t, kind, normal_axis, index, focal: float) -> n
     Textures are evaluated on every pixel and picked by surface kind: whole-array operations are
     cheaper here than gathering each surface's pixels.
     """
-    palette = np.concatenate(
-        [_SKY_COLOR[None], layout.ground_colors[:1], layout.wall_color[None], layout.box_colors, layout.sphere_colors]
-    ).astype(np.float32) * 255.0
+    palette = (
+        np.concatenate(
+            [
+                _SKY_COLOR[None],
+                layout.ground_colors[:1],
+                layout.wall_color[None],
+                layout.box_colors,
+                layout.sphere_colors,
+            ]
+        ).astype(np.float32)
+        * 255.0
+    )
     code = kind.astype(np.int16)
     code += np.where(kind == _BOX, index, 0).astype(np.int16)
     code += np.where(kind == _SPHERE, len(layout.boxes) - 1 + index, 0).astype(np.int16)
@@ -353,7 +367,9 @@ def _shade(layout: Layout, o, d, t, kind, normal_axis, index, focal: float) -> n
     ground = 1.0 - 0.4 * c * np.minimum(fade * layout.tile, 1.0) * _parity(px * inv_tile, pz * inv_tile)
     wall = 1.0 - 0.18 * c * np.minimum(fade * layout.tile, 1.0) * _parity(py * inv_tile)
     box = 1.0 - 0.15 * c * np.minimum(fade * 0.25, 1.0) * _parity(px * 4.0, py * 4.0, pz * 4.0)
-    shade = np.select([kind == _GROUND, kind == _WALL, kind == _BOX], [ground, wall, box], 1.0).astype(np.float32)
+    shade = np.select([kind == _GROUND, kind == _WALL, kind == _BOX], [ground, wall, box], 1.0).astype(
+        np.float32
+    )
     # Axis-aligned surfaces face the camera: normal = -sign(d[axis]) e_axis, so n . L = -sign(d_axis) L_axis.
     d_axis = np.where(normal_axis == 0, d[0], np.where(normal_axis == 1, d[1], d[2]))
     cos_light = -np.sign(d_axis) * _LIGHT.astype(np.float32)[normal_axis]
@@ -394,11 +410,21 @@ def random_layout(config: SceneConfig, rng: np.random.Generator, camera: Camera)
     room = None
     if config.room:
         half, depth_ahead = _uniform(rng, config.room_size), _uniform(rng, config.room_size) * 1.5
-        room = (-half, half, max(_uniform(rng, config.room_height), camera.position[1] + 0.3), -1.5, depth_ahead)
+        room = (
+            -half,
+            half,
+            max(_uniform(rng, config.room_height), camera.position[1] + 0.3),
+            -1.5,
+            depth_ahead,
+        )
     boxes, spheres = [], []
     for _ in range(_integer(rng, config.num_boxes)):
         dist, bearing = _uniform(rng, config.box_distance), math.radians(_uniform(rng, config.box_angle))
-        sx, sz, sy = _uniform(rng, config.box_size), _uniform(rng, config.box_size), _uniform(rng, config.box_height)
+        sx, sz, sy = (
+            _uniform(rng, config.box_size),
+            _uniform(rng, config.box_size),
+            _uniform(rng, config.box_height),
+        )
         x, z = dist * math.sin(bearing), dist * math.cos(bearing)
         boxes.append([x - sx / 2, 0.0, z - sz / 2, x + sx / 2, sy, z + sz / 2])
     for _ in range(_integer(rng, config.num_spheres)):
@@ -408,9 +434,13 @@ def random_layout(config: SceneConfig, rng: np.random.Generator, camera: Camera)
     boxes_arr = np.array(boxes).reshape(-1, 6)
     spheres_arr = np.array(spheres).reshape(-1, 4)
     if room is not None:  # keep objects inside the room
-        boxes_arr = boxes_arr[(boxes_arr[:, 0] > room[0]) & (boxes_arr[:, 3] < room[1]) & (boxes_arr[:, 5] < room[4])]
-        spheres_arr = spheres_arr[(np.abs(spheres_arr[:, 0]) + spheres_arr[:, 3] < room[1])
-                                  & (spheres_arr[:, 2] + spheres_arr[:, 3] < room[4])]
+        boxes_arr = boxes_arr[
+            (boxes_arr[:, 0] > room[0]) & (boxes_arr[:, 3] < room[1]) & (boxes_arr[:, 5] < room[4])
+        ]
+        spheres_arr = spheres_arr[
+            (np.abs(spheres_arr[:, 0]) + spheres_arr[:, 3] < room[1])
+            & (spheres_arr[:, 2] + spheres_arr[:, 3] < room[4])
+        ]
     ground = rng.uniform(0.25, 0.7, size=3)
     return Layout(
         room=room,
@@ -445,7 +475,9 @@ def _free(position: np.ndarray, layout: Layout, margin: float) -> bool:
         xmin, xmax, _, zmin, zmax = layout.room
         if not (xmin + margin < position[0] < xmax - margin and zmin + margin < position[2] < zmax - margin):
             return False
-    inside_box = ((layout.boxes[:, :3] - margin < position) & (position < layout.boxes[:, 3:] + margin)).all(axis=1)
+    inside_box = ((layout.boxes[:, :3] - margin < position) & (position < layout.boxes[:, 3:] + margin)).all(
+        axis=1
+    )
     gap = np.linalg.norm(layout.spheres[:, :3] - position, axis=1) - layout.spheres[:, 3]
     return not inside_box.any() and not (gap < margin).any()
 
@@ -458,8 +490,10 @@ def render_scene(config: str | SceneConfig = "indoor", seed: int | np.random.Gen
     return render(random_layout(config, rng, camera), camera, config.depth_range)
 
 
-def render_pair(config: str | SceneConfig = "indoor", seed: int | np.random.Generator = 0) -> tuple[RenderedView, RenderedView]:
-    """Two views of one random scene from cameras related by a known motion (see :meth:`Camera.relative_pose`)."""
+def render_pair(
+    config: str | SceneConfig = "indoor", seed: int | np.random.Generator = 0
+) -> tuple[RenderedView, RenderedView]:
+    """Two views of one random scene from cameras related by a known motion (:meth:`Camera.relative_pose`)."""
     config = get_config(config)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     camera = random_camera(config, rng)
@@ -476,7 +510,7 @@ def synthetic_record(
     border: int = 0,
     dataset: str | None = None,
 ) -> dict[str, Any]:
-    """A curated record (in-memory PIL images) of a random scene: `num_points` valid pixels, Euclidean labels [m].
+    """A curated record (in-memory PIL images) of a random scene: `num_points` valid pixels, distances [m].
 
     Two-view records add `image2`, `intrinsics2`, `rotation` (3, 3) and `translation` (3,) [m] with
     `X2 = R @ X1 + t`.
@@ -547,8 +581,12 @@ class SyntheticDataset:
         index %= self.num_scenes
         # A seed sequence of (seed, index) gives independent, process-stable streams per scene.
         record = synthetic_record(
-            self.config, np.random.SeedSequence([self.seed, index]).generate_state(1)[0], self.num_points,
-            self.two_view, self.border, self.dataset,
+            self.config,
+            np.random.SeedSequence([self.seed, index]).generate_state(1)[0],
+            self.num_points,
+            self.two_view,
+            self.border,
+            self.dataset,
         )
         record["index"] = index
         return record

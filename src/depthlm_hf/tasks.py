@@ -62,10 +62,13 @@ def time_label(distance: float, speed: float) -> float:
     return float(distance) / float(speed)
 
 
-def two_point_distance_label(points: np.ndarray, distances: Sequence[float], intrinsics: CameraIntrinsics) -> float:
-    """Metric distance `|P1 - P2|` [m] between the 3D points of two pixels (2, 2) [px] at Euclidean `distances` (2,) [m].
+def two_point_distance_label(
+    points: np.ndarray, distances: Sequence[float], intrinsics: CameraIntrinsics
+) -> float:
+    """Distance `|P1 - P2|` [m] between the 3D points of pixels (2, 2) [px] at Euclidean `distances` (2,) [m].
 
-    >>> two_point_distance_label([[320, 240], [320, 240]], [1.0, 3.5], CameraIntrinsics(500, 500, 320, 240, 640, 480))
+    >>> cam = CameraIntrinsics(500, 500, 320, 240, 640, 480)
+    >>> two_point_distance_label([[320, 240], [320, 240]], [1.0, 3.5], cam)
     2.5
     """
     return point_to_point_distance(points, distances, intrinsics)
@@ -86,7 +89,7 @@ class TaskSample:
 
     Attributes:
         task: a name in `depthlm_hf.answers.TASKS`.
-        point_indices: indices into the record's `pixel_coords` of the marked pixels (empty for `translation`).
+        point_indices: indices of the marked pixels in the record's `pixel_coords` (none for `translation`).
         points: (K, 2) [px] those pixels in the record's image.
         value: the label in the task's unit [m, s or m/s].
         fields: the question's placeholders (`time` [s] or `speed` [m/s]), rounded to what the question shows.
@@ -129,7 +132,7 @@ def build_sample(
     for `translation`). Question fields are rounded to two decimals *before* the label is computed,
     so the label answers exactly the question the model reads.
 
-    >>> rec = {"intrinsics": [500, 500, 320, 240, 640, 480], "pixel_coords": np.array([[320, 240]]), "depth": np.array([3.0])}
+    >>> rec = {"intrinsics": [500, 500, 320, 240, 640, 480], "pixel_coords": [[320, 240]], "depth": [3.0]}
     >>> s = build_sample("time", rec, np.random.default_rng(0))
     >>> s.fields, round(s.value, 6) == round(3.0 / s.fields["speed"], 6)
     ({'speed': 3.37}, True)

@@ -1,4 +1,4 @@
-"""DepthLM data: record schema, curated-format loader, RGB-D converter, training/evaluation views, mixtures."""
+"""DepthLM data: record schema, curated-format loader, RGB-D converter, training and evaluation views."""
 
 from .convert import rgbd_to_record
 from .curated import CuratedDataset, load_curated, resolve_image_path

@@ -48,7 +48,8 @@ def euclidean_depth_map(depth: np.ndarray, intrinsics: CameraIntrinsics, kind: D
     depth = np.asarray(depth, dtype=np.float64)
     if depth.shape != (intrinsics.height, intrinsics.width):
         raise ValueError(
-            f"`depth` has shape {depth.shape} but the intrinsics describe a {intrinsics.width}x{intrinsics.height} image."
+            f"`depth` has shape {depth.shape} but the intrinsics describe a "
+            f"{intrinsics.width}x{intrinsics.height} image."
         )
     if kind == "euclidean":
         return depth
@@ -63,7 +64,7 @@ def valid_pixels(
     depth_range: tuple[float, float] = (0.0, float("inf")),
     border: int = 0,
 ) -> np.ndarray:
-    """(H, W) bool: finite distance [m] inside the closed `depth_range`, mask true, `border` px from the edges.
+    """(H, W) bool: distance [m] finite and in the closed `depth_range`, mask true, `border` px off the edges.
 
     >>> valid_pixels(np.array([[0.0, 2.0, np.nan, 50.0]]), depth_range=(0.5, 10.0)).tolist()
     [[False, True, False, False]]
@@ -82,7 +83,7 @@ def valid_pixels(
 
 
 def sample_pixels(valid: np.ndarray, num_points: int, rng: np.random.Generator) -> np.ndarray:
-    """(min(N, #valid), 2) int `[x, y]` pixels drawn without replacement among the true pixels of `valid` (H, W).
+    """(min(N, #valid), 2) int `[x, y]` pixels drawn without replacement among the true pixels of `valid`.
 
     Sorted in row-major order, so the same generator state gives the same file.
 
@@ -133,11 +134,15 @@ def rgbd_to_record(
     ([[1, 1]], [4.2426], [4.0])
     """
     intr = CameraIntrinsics.from_list(intrinsics)
-    if isinstance(image, np.ndarray) and image.shape[:2] != (intr.height, intr.width) or (
-        isinstance(image, Image.Image) and image.size != (intr.width, intr.height)
+    if (
+        isinstance(image, np.ndarray)
+        and image.shape[:2] != (intr.height, intr.width)
+        or (isinstance(image, Image.Image) and image.size != (intr.width, intr.height))
     ):
         size = image.size if isinstance(image, Image.Image) else image.shape[1::-1]
-        raise ValueError(f"`image` is {size[0]}x{size[1]} but the intrinsics describe {intr.width}x{intr.height}.")
+        raise ValueError(
+            f"`image` is {size[0]}x{size[1]} but the intrinsics describe {intr.width}x{intr.height}."
+        )
     metres = decode_depth(depth, depth_scale)
     distance = euclidean_depth_map(metres, intr, depth_kind)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

@@ -25,17 +25,17 @@ OnError = Literal["skip", "raise"]
 
 
 def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
-    """The absolute path of `relative` inside `image_root`; raises :class:`InvalidRecordError` when it escapes.
+    """The absolute path of `relative` inside `image_root`; :class:`InvalidRecordError` when it escapes.
 
     A leading `/` is ignored (the official release joins paths that way), `..` and symbolic links
     are resolved before the check.
 
     >>> resolve_image_path("rgb/a.png", "/data/ibims1").as_posix()
     '/data/ibims1/rgb/a.png'
-    >>> resolve_image_path("../../etc/passwd", "/data/ibims1")
+    >>> resolve_image_path("../../etc/passwd", "/data/ibims1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    depthlm_hf.data.records.InvalidRecordError: [unsafe_path] `image` '../../etc/passwd' points outside the image root '/data/ibims1'.
+    depthlm_hf.data.records.InvalidRecordError: [unsafe_path] `image` '../../etc/passwd' points outside ...
     """
     if not isinstance(relative, str) or not relative.strip("/ "):
         raise InvalidRecordError("bad_path", f"`image` must be a non-empty relative path, got {relative!r}.")
@@ -107,7 +107,8 @@ class CuratedDataset:
         return Counter({k: v for k, v in self.stats.items() if k != "ok"})
 
     def __repr__(self) -> str:
-        return f"CuratedDataset({str(self.jsonl_path)!r}, image_root={str(self.image_root)!r}, on_error={self.on_error!r})"
+        root, path = str(self.image_root), str(self.jsonl_path)
+        return f"CuratedDataset({path!r}, image_root={root!r}, on_error={self.on_error!r})"
 
     def with_paths(self) -> CuratedDataset:
         """A view of the same file whose records carry checked image paths instead of decoded images.
@@ -222,6 +223,6 @@ def load_curated(
     dataset: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> CuratedDataset:
-    """Open a curated DepthLM jsonl lazily (see :class:`CuratedDataset`); `image_root` defaults to its folder."""
+    """Open a curated jsonl lazily (see :class:`CuratedDataset`); `image_root` defaults to its folder."""
     root = Path(jsonl_path).parent if image_root is None else image_root
     return CuratedDataset(jsonl_path, root, on_error, decode_images, dataset, max_pixels)

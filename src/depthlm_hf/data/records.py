@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from ..geometry import CameraIntrinsics
 
 if TYPE_CHECKING:
@@ -110,7 +111,9 @@ def _positive_depths(raw: Any, name: str, count: int) -> np.ndarray:
             "length_mismatch", f"`{name}` has {depth.shape[0]} values for {count} `pixel_coords`."
         )
     if not (np.isfinite(depth).all() and (depth > 0).all()):
-        raise InvalidRecordError("bad_depth", f"`{name}` must be finite and > 0 [m]; got {depth[~(depth > 0)][:3]}.")
+        raise InvalidRecordError(
+            "bad_depth", f"`{name}` must be finite and > 0 [m]; got {depth[~(depth > 0)][:3]}."
+        )
     return depth
 
 
@@ -121,7 +124,8 @@ def _check_inside(coords: np.ndarray, intr: CameraIntrinsics) -> None:
     if not inside.all():
         raise InvalidRecordError(
             "coords_outside_image",
-            f"`pixel_coords` {coords[~inside][:3].tolist()} lie outside the {intr.width}x{intr.height} image.",
+            f"`pixel_coords` {coords[~inside][:3].tolist()} lie outside the "
+            f"{intr.width}x{intr.height} image.",
         )
 
 
@@ -192,6 +196,8 @@ def to_jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"`{key}` is not finite: {value!r}.")
         elif not isinstance(value, (str, int, float, list, dict, type(None))):
-            raise TypeError(f"`{key}` of type {type(value).__name__} cannot be written to JSON; save images first.")
+            raise TypeError(
+                f"`{key}` of type {type(value).__name__} cannot be written to JSON; save images first."
+            )
         out[key] = value
     return out

@@ -38,7 +38,9 @@ PAPER_MIXTURE_WEIGHTS: dict[str, float] = {"matterport3d": 0.1}
 """The paper's mixture: every dataset weight 1 except Matterport3D, 0.1 (see :func:`mixture_weights`)."""
 
 
-def mixture_weights(names: Sequence[str], overrides: Mapping[str, float] = PAPER_MIXTURE_WEIGHTS) -> list[float]:
+def mixture_weights(
+    names: Sequence[str], overrides: Mapping[str, float] = PAPER_MIXTURE_WEIGHTS
+) -> list[float]:
     """Weights of datasets `names`: 1.0 each, or `overrides[name]` (case-insensitive).
 
     >>> mixture_weights(["ScanNet++", "Matterport3D", "Argoverse2"])
@@ -89,9 +91,13 @@ class TrainingViewConfig:
         if self.crop_position not in ("center", "random"):
             raise ValueError(f"`crop_position` must be 'center' or 'random', got {self.crop_position!r}.")
         if self.aspect_jitter is not None and not 0 < self.aspect_jitter[0] <= self.aspect_jitter[1]:
-            raise ValueError(f"`aspect_jitter` must be (lo, hi) with 0 < lo <= hi, got {self.aspect_jitter!r}.")
+            raise ValueError(
+                f"`aspect_jitter` must be (lo, hi) with 0 < lo <= hi, got {self.aspect_jitter!r}."
+            )
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
-            raise ValueError(f"`tasks` must map task names to weights >= 0 with a positive sum, got {self.tasks!r}.")
+            raise ValueError(
+                f"`tasks` must map task names to weights >= 0 with a positive sum, got {self.tasks!r}."
+            )
         for task in self.tasks:
             check_task(task)
 
@@ -134,7 +140,8 @@ class _View:
         import datasets
 
         return datasets.IterableDataset.from_generator(
-            _generate_rows, gen_kwargs={"shards": list(range(num_shards)), "view": _Frozen(self), "num_shards": num_shards}
+            _generate_rows,
+            gen_kwargs={"shards": list(range(num_shards)), "view": _Frozen(self), "num_shards": num_shards},
         )
 
 
@@ -252,7 +259,9 @@ class TrainingView(_View):
         top = _random_offset(rng, unified.cy, height, transform.out_height)
         return left, top, width, height
 
-    def _fitting(self, coords: np.ndarray, intr: CameraIntrinsics, window: tuple[int, int, int, int] | None) -> np.ndarray:
+    def _fitting(
+        self, coords: np.ndarray, intr: CameraIntrinsics, window: tuple[int, int, int, int] | None
+    ) -> np.ndarray:
         """Indices of the pixels (N, 2) whose marker fits in the (cropped) model image."""
         transform = self.processor.focal_transform(intr)
         mapped = np.rint(transform.map_points(coords))
@@ -284,7 +293,9 @@ class TrainingView(_View):
         images, size = [], self._crop_size(rng)  # one crop size for both views
         for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
             intr = CameraIntrinsics.from_list(record[intr_key])
-            images.append(self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image)
+            images.append(
+                self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image
+            )
         row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages("translation")}
         if self.row_format == "sft":
             row["completion"] = self.processor.completion_messages(sample.value, "translation")
@@ -294,14 +305,16 @@ class TrainingView(_View):
 
 
 def _random_offset(rng: np.random.Generator, centre: float, size: int, full: int) -> int:
-    """A crop start in [0, full - size] whose window [start, start + size - 1] contains `centre` strictly inside."""
+    """A crop start in [0, full - size] whose window [start, start + size - 1] has `centre` inside."""
     lo = max(0, math.floor(centre) - size + 2)
     hi = min(full - size, math.ceil(centre) - 1)
     return int(rng.integers(lo, hi + 1)) if lo <= hi else min(max(0, round(centre - size / 2)), full - size)
 
 
 class MixtureView(_View):
-    """Rows drawn from several views with probabilities proportional to `weights` (paper: equal, Matterport3D 0.1).
+    """Rows drawn from several views with probabilities proportional to `weights`.
+
+    Paper: equal weights, Matterport3D 0.1 (the default for named views, see :func:`mixture_weights`).
 
     Row `i` picks view `k` with a generator seeded by `(seed, i)` and returns `views[k].sample(i)`.
     """
@@ -321,7 +334,9 @@ class MixtureView(_View):
             weights = mixture_weights(self.names) if isinstance(views, Mapping) else [1.0] * len(self.views)
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (len(self.views),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"`weights` must be {len(self.views)} values >= 0 with a positive sum, got {list(weights)!r}.")
+            raise ValueError(
+                f"`weights` must be {len(self.views)} values >= 0 with a positive sum, got {list(weights)!r}."
+            )
         self.probabilities = w / w.sum()
         self.seed, self.num_samples = int(seed), num_samples
 
@@ -353,7 +368,9 @@ class EvaluationView(_View):
         task: str = "distance",
     ) -> None:
         if check_task(task) not in ("distance", "z_distance"):
-            raise ValueError(f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}.")
+            raise ValueError(
+                f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}."
+            )
         self.source, self.processor, self.seed, self.task = source, processor, int(seed), task
         self.stats: Counter[str] = Counter()
         pairs = self._eligible()

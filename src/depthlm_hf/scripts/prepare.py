@@ -37,18 +37,36 @@ class PrepareArguments:
     """Arguments of `depthlm prepare`."""
 
     output_dir: str = field(metadata={"help": "Folder to write `<dataset>.jsonl` and `rgb/` into."})
-    source: str = field(default="synthetic", metadata={"help": "'synthetic' (procedural scenes) or 'manifest'."})
-    manifest: str | None = field(default=None, metadata={"help": "RGB-D manifest jsonl (for `source=manifest`)."})
-    preset: str = field(default="indoor", metadata={"help": "Synthetic scene preset: indoor, outdoor or ground."})
-    num_images: int = field(default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."})
+    source: str = field(
+        default="synthetic", metadata={"help": "'synthetic' (procedural scenes) or 'manifest'."}
+    )
+    manifest: str | None = field(
+        default=None, metadata={"help": "RGB-D manifest jsonl (for `source=manifest`)."}
+    )
+    preset: str = field(
+        default="indoor", metadata={"help": "Synthetic scene preset: indoor, outdoor or ground."}
+    )
+    num_images: int = field(
+        default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."}
+    )
     num_points: int = field(default=100, metadata={"help": "Labelled pixels sampled per image (paper: 100)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the pixel sampling (and of the synthetic scenes)."})
-    depth_kind: str = field(default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."})
-    depth_scale: float = field(default=1.0, metadata={"help": "Depth units per metre (1000 for millimetre PNGs)."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the pixel sampling (and of the synthetic scenes)."}
+    )
+    depth_kind: str = field(
+        default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."}
+    )
+    depth_scale: float = field(
+        default=1.0, metadata={"help": "Depth units per metre (1000 for millimetre PNGs)."}
+    )
     min_depth: float = field(default=0.0, metadata={"help": "Smallest Euclidean distance kept [m]."})
     max_depth: float = field(default=float("inf"), metadata={"help": "Largest Euclidean distance kept [m]."})
-    border: int = field(default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."})
-    dataset: str | None = field(default=None, metadata={"help": "Dataset name (default: the output folder's name)."})
+    border: int = field(
+        default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "Dataset name (default: the output folder's name)."}
+    )
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "manifest"):
@@ -85,9 +103,16 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
                 depth = read_depth(manifest.parent / entry["depth"])
                 mask = read_depth(manifest.parent / entry["mask"]).astype(bool) if entry.get("mask") else None
                 record = rgbd_to_record(
-                    rgb, depth, entry["intrinsics"], args.num_points, np.random.SeedSequence([args.seed, index]).generate_state(1)[0],
-                    depth_kind=args.depth_kind, depth_scale=args.depth_scale, valid_mask=mask,
-                    depth_range=(args.min_depth, args.max_depth), border=args.border,
+                    rgb,
+                    depth,
+                    entry["intrinsics"],
+                    args.num_points,
+                    np.random.SeedSequence([args.seed, index]).generate_state(1)[0],
+                    depth_kind=args.depth_kind,
+                    depth_scale=args.depth_scale,
+                    valid_mask=mask,
+                    depth_range=(args.min_depth, args.max_depth),
+                    border=args.border,
                     scene=str(entry.get("scene", Path(entry["rgb"]).stem)),
                 )
             except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
@@ -99,8 +124,13 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
 def _synthetic_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     from depthlm_hf.synthetic import SyntheticDataset
 
-    scenes = SyntheticDataset(args.preset, num_scenes=args.num_images, seed=args.seed, num_points=args.num_points,
-                              border=args.border)
+    scenes = SyntheticDataset(
+        args.preset,
+        num_scenes=args.num_images,
+        seed=args.seed,
+        num_points=args.num_points,
+        border=args.border,
+    )
     for index in range(len(scenes)):
         record = scenes[index]
         keep = (record["depth"] >= args.min_depth) & (record["depth"] <= args.max_depth)
@@ -128,7 +158,9 @@ def prepare(args: PrepareArguments) -> dict[str, Any]:
                 summary["skipped"]["no_valid_pixel"] += 1
                 continue
             relative = f"rgb/{index:07d}.png"
-            image = record["image"] if isinstance(record["image"], Image.Image) else load_image(record["image"])
+            image = (
+                record["image"] if isinstance(record["image"], Image.Image) else load_image(record["image"])
+            )
             image.save(out / relative)
             record = {**record, "image": relative, "dataset": name}
             record.pop("index", None)
