@@ -62,9 +62,10 @@ class TrainingViewConfig:
         crop: crop the focal-unified image to a random size (paper: yes).
         crop_width, crop_height: inclusive ranges of the crop size [px] in the unified image
             (paper: 1000-1400 x 700-1200); a crop larger than the image keeps the whole axis.
-        crop_position: "center" keeps the crop centred on the principal point, as the official
-            release does, so the principal point stays near the image centre; "random" places it
-            anywhere that keeps the principal point inside the crop.
+        crop_position: "center" keeps the crop centred on the principal point, so it stays at the
+            centre of the model's image (the official release centres crops on the image centre,
+            the same for central principal points); "random" places the crop anywhere that keeps
+            the principal point inside it.
         aspect_jitter: `(lo, hi)` or None. Scales the image height by a random factor in that range
             while keeping the nominal intrinsics (the paper's fix for Taskonomy's noisy intrinsics;
             the official release uses aspect ratios 1.0-1.3). Labels are unchanged.
