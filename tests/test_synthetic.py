@@ -153,3 +153,11 @@ def test_dataset_is_deterministic_and_lazy():
 def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(ValueError, match="Available: indoor, outdoor, ground"):
         render_scene("moon")
+
+
+def test_horizon_option_places_the_horizon_row():
+    cfg = replace(SCENE_PRESETS["ground"], horizon=(0.25, 0.25))
+    view = render_scene(cfg, 0)
+    sky_rows = np.flatnonzero(np.isinf(view.depth).all(axis=1))
+    assert sky_rows.max() == 41  # rows 0..41 see the sky: the horizon is at 168 * 0.25 - 0.5 = 41.5
+    assert np.isfinite(view.depth[42]).all()

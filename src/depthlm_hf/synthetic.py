@@ -39,6 +39,8 @@ class SceneConfig:
         focal: focal length range [px] (square pixels, principal point at the image centre).
         camera_height: camera centre above the ground [m].
         pitch: downward tilt [deg] (0 = level horizon in the middle row).
+        horizon: if set, overrides `pitch`: the tilt that puts the horizon at this fraction of the
+            image height from the top (0.5 = middle row, smaller = more ground in view).
         room: whether walls and a ceiling enclose the camera; `room_size` is its half-width and depth
             range [m], `room_height` its height [m].
         num_boxes, box_size, box_height, box_distance: box count, footprint side [m], height [m] and
@@ -55,6 +57,7 @@ class SceneConfig:
     focal: Range = (300.0, 1500.0)
     camera_height: Range = (1.0, 1.8)
     pitch: Range = (-5.0, 25.0)
+    horizon: Range | None = None
     room: bool = True
     room_size: Range = (3.0, 7.0)
     room_height: Range = (2.5, 3.5)
@@ -397,12 +400,17 @@ def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
 
 
 def random_camera(config: SceneConfig, rng: np.random.Generator) -> Camera:
-    """A camera at the origin's vertical with random size, focal length, height and pitch from `config`."""
+    """A camera above the world origin with random size, focal length, height and tilt from `config`."""
     width, height = _integer(rng, config.width), _integer(rng, config.height)
     focal = _uniform(rng, config.focal)
     intr = CameraIntrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
     position = np.array([0.0, _uniform(rng, config.camera_height), 0.0])
-    return Camera(intr, look_rotation(0.0, _uniform(rng, config.pitch)), position)
+    if config.horizon is None:
+        pitch = _uniform(rng, config.pitch)
+    else:  # the horizon row v satisfies (cy - v) / fy = tan(pitch)
+        row = _uniform(rng, config.horizon) * height - 0.5
+        pitch = math.degrees(math.atan((intr.cy - row) / intr.fy))
+    return Camera(intr, look_rotation(0.0, pitch), position)
 
 
 def random_layout(config: SceneConfig, rng: np.random.Generator, camera: Camera) -> Layout:
