@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthlm_hf.data import load_curated
-from depthlm_hf.data.views import (
+from depthlm_hf.data import (
     EvaluationView,
     MixtureView,
     TrainingView,
     TrainingViewConfig,
+    load_curated,
     mixture_weights,
 )
 from depthlm_hf.markers import marker_fits

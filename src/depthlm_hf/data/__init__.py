@@ -2,10 +2,10 @@
 
 from .convert import rgbd_to_record
 from .curated import CuratedDataset, load_curated, resolve_image_path
+from .evaluation import EvaluationView
 from .records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
 from .views import (
     PAPER_MIXTURE_WEIGHTS,
-    EvaluationView,
     MixtureView,
     TrainingView,
     TrainingViewConfig,
