@@ -36,6 +36,10 @@ def folder(tmp_path):
     (root / "rgb").mkdir(parents=True)
     Image.new("RGB", (32, 24), (10, 20, 30)).save(root / "rgb" / "a.png")
     (root / "rgb" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    noise = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "rgb" / "full.png")
+    data = (root / "rgb" / "full.png").read_bytes()
+    (root / "rgb" / "truncated.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "secret.png").write_bytes((root / "rgb" / "a.png").read_bytes())
     return root
 
@@ -70,6 +74,7 @@ def test_bad_records_are_skipped_and_counted(folder):
         good(image="../../etc/passwd"),
         good(image="../secret.png"),
         good(image="rgb/corrupt.png"),
+        good(image="rgb/truncated.png"),
         good(image="rgb/missing.png"),
         nan,
         good(depth=[1.0, -2.0]),
@@ -85,11 +90,11 @@ def test_bad_records_are_skipped_and_counted(folder):
     ]
     ds = load_curated(write(folder / "d.jsonl", records), folder)
     out = list(ds)
-    assert [r["index"] for r in out] == [0, 14]
+    assert [r["index"] for r in out] == [0, 15]
     assert out[1]["dataset"] == "mine" and out[0]["dataset"] == "d"
     assert ds.skipped == {
         "unsafe_path": 2,
-        "unreadable_image": 2,
+        "unreadable_image": 3,
         "bad_depth": 2,
         "length_mismatch": 1,
         "bad_coords": 1,
@@ -99,7 +104,7 @@ def test_bad_records_are_skipped_and_counted(folder):
         "missing_field": 1,
         "bad_json": 1,
     }
-    assert ds.stats["ok"] == 2 and len(ds) == 15
+    assert ds.stats["ok"] == 2 and len(ds) == 16
 
 
 def test_raise_mode_names_the_line_and_reason(folder):
