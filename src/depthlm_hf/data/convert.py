@@ -29,6 +29,8 @@ def decode_depth(depth: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
         raise ValueError(f"`depth` must be a (H, W) map, got shape {depth.shape}.")
     if not depth_scale > 0:
         raise ValueError(f"`depth_scale` must be > 0 (units per metre), got {depth_scale!r}.")
+    if depth_scale == 1.0:
+        return depth.astype(np.float64, copy=False)
     return depth.astype(np.float64) / float(depth_scale)
 
 

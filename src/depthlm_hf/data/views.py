@@ -70,7 +70,8 @@ class TrainingViewConfig:
             the principal point inside it.
         aspect_jitter: `(lo, hi)` or None. Scales the image height by a random factor in that range
             while keeping the nominal intrinsics (the paper's fix for Taskonomy's noisy intrinsics;
-            the official release uses aspect ratios 1.0-1.3). Labels are unchanged.
+            the official release sets width / height to U(1.0, 1.3), which for Taskonomy's square
+            images is `aspect_jitter=(1 / 1.3, 1.0)`). Labels are unchanged.
         tasks: task name -> weight; each sample draws its task from these.
         ranges: ranges of the `time` and `speed` question fields.
         max_tries: records drawn per sample before giving up (a record may be invalid or have no
