@@ -52,21 +52,30 @@ class SceneConfig:
     """What a random scene may look like; every `(lo, hi)` pair is a uniform range (lo == hi fixes it).
 
     Args:
-        width, height: image size ranges [px].
+        width: image width range [px].
+        height: image height range [px].
         focal: focal length range [px] (square pixels, principal point at the image centre).
         camera_height: camera centre above the ground [m].
         pitch: downward tilt [deg] (0 = level horizon in the middle row).
         horizon: if set, overrides `pitch`: the tilt that puts the horizon at this fraction of the
             image height from the top (0.5 = middle row, smaller = more ground in view).
-        room: whether walls and a ceiling enclose the camera; `room_size` is its half-width and depth
-            range [m], `room_height` its height [m].
-        num_boxes, box_size, box_height, box_distance: box count, footprint side [m], height [m] and
-            distance of its centre from the camera [m]; `box_angle` the bearing range [deg].
-        num_spheres, sphere_radius, sphere_distance: the same for spheres resting on the ground.
+        room: whether walls and a ceiling enclose the camera.
+        room_size: the room's half-width, and two thirds of its depth ahead of the camera [m].
+        room_height: the room's height [m].
+        num_boxes: number of boxes (before dropping those outside the room).
+        box_size: side of a box's footprint [m].
+        box_height: height of a box [m].
+        box_distance: distance of a box's centre from the camera [m].
+        box_angle: bearing of boxes and spheres from the viewing direction [deg].
+        num_spheres: number of spheres resting on the ground.
+        sphere_radius: their radius [m].
+        sphere_distance: distance of their centre from the camera [m].
         sky: show a sky (no depth) where rays hit nothing.
-        tile: ground checker tile size [m]; `texture_contrast` in [0, 1] scales every texture.
+        tile: ground checker and wall stripe size [m].
+        texture_contrast: in [0, 1], scales every texture.
         depth_range: labels kept [m] (pixels outside are invalid).
-        motion: camera translation range between the two views of a pair [m]; `turn` yaw change [deg].
+        motion: camera translation between the two views of a pair [m].
+        turn: yaw change between the two views of a pair [deg].
     """
 
     width: tuple[int, int] = (160, 256)
@@ -309,7 +318,8 @@ class SyntheticDataset:
     like a :class:`~depthlm_hf.data.curated.CuratedDataset`.
 
     >>> ds = SyntheticDataset("ground", num_scenes=3, num_points=4)
-    >>> len(ds), ds[1]["pixel_coords"].shape, ds[1]["image"].size
+    >>> record = ds[1]
+    >>> len(ds), record["pixel_coords"].shape, record["image"].size
     (3, (4, 2), (224, 168))
     """
 

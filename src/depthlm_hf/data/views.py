@@ -62,8 +62,9 @@ class TrainingViewConfig:
 
     Args:
         crop: crop the focal-unified image to a random size (paper: yes).
-        crop_width, crop_height: inclusive ranges of the crop size [px] in the unified image
-            (paper: 1000-1400 x 700-1200); a crop larger than the image keeps the whole axis.
+        crop_width: inclusive range of the crop width [px] in the unified image (paper:
+            1000-1400); a crop wider than the image keeps the whole width.
+        crop_height: the same for the height (paper: 700-1200).
         crop_position: "center" keeps the crop centred on the principal point, so it stays at the
             centre of the model's image (the official release centres crops on the image centre,
             the same for central principal points); "random" places the crop anywhere that keeps
