@@ -22,6 +22,7 @@ from depthlm_hf.configs import DepthLMGRPOConfig, DepthLMScriptArguments
 from depthlm_hf.modelcard import ModelCardMixin, card_info_from_args
 from depthlm_hf.rewards import RewardFunc, get_reward
 from depthlm_hf.scripts.sft import (
+    CheckpointResumeMixin,
     build_datasets,
     load_model,
     load_processor,
@@ -33,8 +34,8 @@ from depthlm_hf.scripts.sft import (
 _ACCURACY_REWARDS = ("neg_l1", "neg_l2", "neg_absrel", "delta1")
 
 
-class DepthLMGRPOTrainer(ModelCardMixin, GRPOTrainer):
-    """TRL's `GRPOTrainer`, writing the DepthLM model card with its checkpoints and Hub uploads."""
+class DepthLMGRPOTrainer(CheckpointResumeMixin, ModelCardMixin, GRPOTrainer):
+    """TRL's `GRPOTrainer`, resuming with the checkpoint's weights and writing the DepthLM model card."""
 
 
 def reward_functions(training_args: DepthLMGRPOConfig) -> list[RewardFunc]:

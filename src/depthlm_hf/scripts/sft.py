@@ -37,8 +37,28 @@ TINY = "tiny"
 """`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.testing` (CPU)."""
 
 
-class DepthLMSFTTrainer(ModelCardMixin, SFTTrainer):
-    """TRL's `SFTTrainer`, writing the DepthLM model card with its checkpoints and Hub uploads."""
+class CheckpointResumeMixin:
+    """Trainer mixin: resuming reloads the checkpoint's weights through `from_pretrained`.
+
+    transformers 5 saves some models (Qwen2.5-VL among them) under their legacy parameter names, and
+    `Trainer` resumes with `model.load_state_dict(..., strict=False)`, which then matches no key and
+    silently continues from the initial weights. `from_pretrained` applies the name conversion.
+    DeepSpeed, FSDP and PEFT checkpoints keep their own loading paths.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        model = self.model if model is None else model
+        weights = Path(resume_from_checkpoint) / "model.safetensors"
+        plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
+        if not (plain and weights.is_file() and isinstance(model, PreTrainedModel)):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+        dtype = next(model.parameters()).dtype
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+
+
+class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, SFTTrainer):
+    """TRL's `SFTTrainer`, resuming with the checkpoint's weights and writing the DepthLM model card."""
 
 
 @dataclass
