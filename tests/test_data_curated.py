@@ -178,3 +178,13 @@ def test_features_build_a_datasets_table():
     }
     table = datasets.Dataset.from_dict(rows, features=record_features())
     assert table[0]["depth"] == [2.0] and table[0]["image"].size == (4, 3)
+
+
+def test_two_view_records_load_both_images_and_confine_the_second(folder):
+    pose = {"intrinsics2": [50.0, 50.0, 15.5, 11.5, 32, 24], "rotation": np.eye(3).tolist()}
+    pose["translation"] = [0, 0, 1]
+    records = [good(image2="rgb/a.png", **pose), good(image2="../../etc/passwd", **pose)]
+    ds = load_curated(write(folder / "pairs.jsonl", records), folder)
+    (rec,) = list(ds)
+    assert rec["image2"].size == (32, 24) and rec["translation"].tolist() == [0.0, 0.0, 1.0]
+    assert ds.skipped == {"unsafe_path": 1}
