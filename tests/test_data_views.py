@@ -300,3 +300,12 @@ def test_sft_trainer_trains_on_a_view_stream(tmp_path):
     trainer.train()
     assert any("loss" in log for log in trainer.state.log_history)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_map_style_dataset_renders_rows_on_access(source, processor):
+    view = TrainingView(source, processor, TrainingViewConfig(crop=False), num_samples=5, row_format="grpo")
+    table = view.to_dataset()
+    assert len(table) == 5 and table[3]["depth"] == view[3]["depth"]
+    assert isinstance(table[3]["images"][0], Image.Image)
+    assert [r["depth"] for r in table.select([1, 2])] == [view[1]["depth"], view[2]["depth"]]
+    assert len(TrainingView(source, processor).to_dataset(7)) == 7

@@ -149,6 +149,30 @@ class _View:
             gen_kwargs={"shards": list(range(num_shards)), "view": _Frozen(self), "num_shards": num_shards},
         )
 
+    def to_dataset(self, num_samples: int | None = None):
+        """A map-style `datasets.Dataset` of rows `0 .. n - 1`, rendered on access (`set_transform`).
+
+        It stores only the row indices; `n` is `num_samples` or the view's own. Trainers must keep
+        the `index` column: `remove_unused_columns=False` in their arguments.
+        """
+        import datasets
+
+        n = num_samples if num_samples is not None else len(self)
+        table = datasets.Dataset.from_dict({"index": np.arange(n, dtype=np.int64)})
+        table.set_transform(_RowsTransform(self))
+        return table
+
+
+class _RowsTransform:
+    """Picklable `set_transform` function: a batch of row indices to the view's rows, column by column."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = [self.view.sample(int(index)) for index in batch["index"]]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
 
 class _Frozen:
     """Wraps a view for `datasets` gen_kwargs: not a list (so it is not sharded) and cheap to fingerprint."""
