@@ -33,7 +33,7 @@ class Recording:
 
 def _digits_only_generation() -> str:
     """generation_kwargs letting the random model emit only a few digits, punctuation that never joins a
-    number, spaces and the end of turn: completions are then integers or nothing parseable, both needed here."""
+    number, spaces and the end of turn: completions are then integers or nothing parseable (both needed)."""
     tokenizer = tiny_tokenizer()
     allowed = {tokenizer.convert_tokens_to_ids(t) for t in [*"123?!()[]:;=", "Ġ", "<|im_end|>"]}
     suppress = sorted(set(range(len(tokenizer))) - allowed)
