@@ -216,3 +216,13 @@ def test_official_pixtral_checkpoint_format(tmp_path):
         text = processor.decode(full[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         assert text == processor.format_answer(value) and processor.parse_answer(text) == value
         assert out.values == [value]
+
+
+def test_fast_image_path_gives_the_same_answers(trained):
+    model, processor = trained
+    points = [[56, 42], [30, 30], [80, 50], [50, 60], [60, 25], [8, 8]]
+    fast = DepthLMPredictor(model, processor, batch_size=4, show_progress=False)
+    slow = DepthLMPredictor(model, processor, batch_size=4, show_progress=False, fast_images=False)
+    a, b = fast.predict(flat_image(90), CAMERA, points), slow.predict(flat_image(90), CAMERA, points)
+    assert a.values == b.values and a.texts == b.texts
+    np.testing.assert_array_equal(a.confidence, b.confidence)

@@ -8,11 +8,13 @@ same answer as a full generation:
   model only generates the number;
 - generation of a row stops at the first token after the number (`NumberEndCriteria`), so
   `max_new_tokens` stays small (8 by default) and no row runs on to the end of its turn;
-- the focal-length unification (the costly resize) runs once per image, not once per query;
+- the focal-length unification (the costly resize) runs once per image, not once per query, and for
+  Qwen2-VL-style processors the image processor too: each query only re-processes the patches its
+  marker changes (`depthlm_hf.marker_patches`, bit-identical to the stock processor's output);
 - `torch.inference_mode`, and bf16 weights with SDPA attention when loaded on a GPU.
 
 Each query needs its own marked image (one marker per image, as in training), so the vision tower
-encodes the image once per query; only the resize is shared.
+still encodes the whole image once per query.
 
 Confidence of a query: the probability the model gives to its answer at 0.1 resolution, i.e. the
 product of the probabilities of the number's tokens up to and including the first decimal digit,
@@ -31,9 +33,15 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    BatchFeature,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
-from . import answers
+from . import answers, marker_patches
 from .geometry import CameraIntrinsics
 from .processing import DepthLMProcessor
 
@@ -161,6 +169,8 @@ class DepthLMPredictor:
         batch_size: queries per `generate` call.
         max_new_tokens: tokens generated per query after the forced prefix (the number and its end).
         show_progress: tqdm bars on multi-batch work.
+        fast_images: for single-marker tasks on Qwen2-VL-style processors, preprocess the image once and
+            only the patches each marker changes (`depthlm_hf.marker_patches`; bit-identical inputs).
 
     >>> predictor = DepthLMPredictor.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
     >>> cam = [559.6, 558.1, 361.9, 242.0, 640, 480]
@@ -176,6 +186,7 @@ class DepthLMPredictor:
         batch_size: int = 16,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         show_progress: bool = True,
+        fast_images: bool = True,
     ) -> None:
         if not isinstance(processor, DepthLMProcessor):
             raise TypeError(f"`processor` must be a DepthLMProcessor, got {type(processor).__name__}.")
@@ -190,6 +201,7 @@ class DepthLMPredictor:
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         self.show_progress = show_progress
+        self.fast_images = fast_images
         self.classes = TokenClasses(processor.tokenizer).to(self.device)
 
     @classmethod
@@ -274,27 +286,39 @@ class DepthLMPredictor:
                 f"`points` must hold a non-zero multiple of {spec.num_points} pixels for task {task!r}, "
                 f"got {len(pts)}."
             )
+        # A clear ValueError, in input-image terms, for points outside the image or too near its border.
+        self.processor.prepare(image, intrinsics, pts)
         unified, camera, transform = self.unify(image, intrinsics)
-        self.processor.prepare(
-            image, intrinsics, pts
-        )  # raises a clear ValueError for points that cannot be marked
         mapped = np.rint(transform.map_points(pts))
         size = self.batch_size if batch_size is None else int(batch_size)
         if size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
         per_batch = size * spec.num_points
-        starts = range(0, len(mapped), per_batch)
-        show = self.show_progress if progress is None else progress
-        parts = []
-        for start in tqdm(starts, desc="queries", unit="batch", disable=not show or len(starts) < 2):
-            inputs = self.processor(
+
+        def inputs_for(chunk: np.ndarray) -> Any:
+            return self.processor(
                 images=unified,
                 intrinsics=camera,
-                points=mapped[start : start + per_batch],
+                points=chunk,
                 task=task,
                 task_fields=task_fields,
                 force_answer_prefix=True,
             )
+
+        batcher = None
+        if self.fast_images and spec.num_points == 1 and marker_patches.supported(self.processor):
+            try:
+                batcher = marker_patches.MarkedImageBatcher(
+                    self.processor, unified, dict(inputs_for(mapped[:1])), device=self.device
+                )
+            except ValueError:  # PIL resized this image in a way the batcher cannot reproduce exactly
+                batcher = None
+        starts = range(0, len(mapped), per_batch)
+        show = self.show_progress if progress is None else progress
+        parts = []
+        for start in tqdm(starts, desc="queries", unit="batch", disable=not show or len(starts) < 2):
+            chunk = mapped[start : start + per_batch]
+            inputs = BatchFeature(batcher.batch(chunk)) if batcher is not None else inputs_for(chunk)
             parts.append(self.generate(inputs, task))
         return DepthPrediction(
             values=[v for p in parts for v in p.values],

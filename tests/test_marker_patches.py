@@ -1,0 +1,52 @@
+"""MarkedImageBatcher: patches recomputed around each marker equal the stock processor's output exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthlm_hf.geometry import CameraIntrinsics
+from depthlm_hf.marker_patches import MarkedImageBatcher, supported
+from depthlm_hf.markers import marker_fits
+from depthlm_hf.testing import tiny_processor
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "camera", "vertical_first"),
+    [
+        (224 * 168, [91.3, 95.7, 57.2, 40.1, 112, 84], False),  # strong downscale to the model grid
+        (2000 * 2000, [91.3, 95.7, 57.2, 40.1, 112, 84], True),  # slight upscale in x, downscale in y
+        (2000 * 2000, [100.0, 100.0, 56.0, 42.0, 112, 84], True),  # already on the grid: no resize
+        (2000 * 2000, [81.3, 99.7, 57.2, 40.1, 112, 84], False),
+    ],
+)
+def test_batch_equals_the_processor_output(max_pixels, camera, vertical_first):
+    processor = tiny_processor(max_pixels=max_pixels)
+    assert supported(processor)
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (84, 112, 3), dtype=np.uint8))
+    prepared = processor.prepare(image, camera, None)
+    unified = prepared.intrinsics
+    exact = CameraIntrinsics(1000.0, 1000.0, unified.cx, unified.cy, unified.width, unified.height)
+    points = np.rint(
+        prepared.transform.map_points(np.stack([rng.integers(0, 112, 12), rng.integers(0, 84, 12)], 1))
+    )
+    points = points[marker_fits(points, unified.width, unified.height, processor.marker_style)].astype(int)
+    points = np.concatenate(
+        [points, [[5, 2], [unified.width - 1, unified.height - 3]]]
+    )  # markers at the borders
+    reference = processor(images=prepared.image, intrinsics=exact, points=points, force_answer_prefix=True)
+    one = processor(images=prepared.image, intrinsics=exact, points=points[:1], force_answer_prefix=True)
+    batcher = MarkedImageBatcher(processor, prepared.image, dict(one))
+    assert batcher.vertical_first == vertical_first
+    got = batcher.batch(points)
+    assert set(got) == set(reference)
+    for key, value in reference.items():
+        assert torch.equal(value, got[key]), key
+
+
+def test_unsupported_processors():
+    assert not supported(object())
+    assert not supported(tiny_processor(marker={"numbered": True}))
