@@ -21,7 +21,7 @@ class TaskText:
         question: user question; `{field}` placeholders are filled from the sample (e.g. `{time}`).
         answer: assistant answer; `{value}` receives the number with two decimals.
         unit: unit of the answer value ("m", "s" or "m/s"): lengths accept cm/mm/km in model output.
-        num_points: markers per prompt.
+        num_points: markers per prompt (0: the question is about the images, not a pixel).
         num_images: images per prompt.
     """
 
@@ -59,6 +59,7 @@ TASKS: dict[str, TaskText] = {
     "translation": TaskText(
         "How many meters did the camera move between the first and the second image?",
         "The camera moved around {value} meters.",
+        num_points=0,
         num_images=2,
     ),
 }

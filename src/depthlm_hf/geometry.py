@@ -44,9 +44,12 @@ class CameraIntrinsics:
     """Pinhole intrinsics of one image.
 
     Args:
-        fx, fy: focal lengths [px], finite and > 0.
-        cx, cy: principal point [px] in the pixel-centre convention, finite and > 0.
-        width, height: image size [px], positive integers.
+        fx: horizontal focal length [px], finite and > 0.
+        fy: vertical focal length [px], finite and > 0.
+        cx: principal point's x [px] in the pixel-centre convention, finite and > 0.
+        cy: principal point's y [px], finite and > 0.
+        width: image width [px], a positive integer.
+        height: image height [px], a positive integer.
 
     >>> cam = CameraIntrinsics.from_list([559.62, 558.14, 361.87, 241.99, 640, 480])
     >>> cam.to_list()

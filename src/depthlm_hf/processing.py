@@ -102,14 +102,17 @@ class VisualPromptProcessor(ProcessorMixin):
     """Visual prompting around a VLM processor: focal unification, crop, markers, chat messages.
 
     Args:
-        image_processor, tokenizer, chat_template: the wrapped VLM processor's parts.
+        image_processor: the wrapped VLM processor's image processor.
+        tokenizer: the wrapped VLM processor's tokenizer.
+        chat_template: the chat template (Jinja) used to build prompts.
         base_processor_class: name of the wrapped processor class in transformers.
         base_processor_kwargs: extra settings of the wrapped processor (e.g. `{"patch_size": 16}` for Llava).
         unified_focal_length: focal length f* [px] every image is resized to (paper: 1000).
         focal_mode: "xy" scales each axis to f* (exact even when fx != fy); "fx" scales both by f*/fx as
             the official release does.
         marker: marker style as a dict (see `MarkerStyle`).
-        question_template, answer_template: override the distance task's text (`{value}` in answers).
+        question_template: overrides the distance task's question.
+        answer_template: overrides the distance task's answer (`{value}` receives the number).
         system_prompt: optional system message.
         max_image_pixels: decompression-bomb guard for input images.
         preset: the name of the `PRESETS` entry these settings came from (informational).
