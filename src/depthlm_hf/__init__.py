@@ -19,15 +19,42 @@ _EXPORTS: dict[str, str] = {
     "VisualPromptProcessor": "processing",
     "DepthLMProcessor": "processing",
     "PRESETS": "processing",
+    "load_curated": "data",
+    "CuratedDataset": "data",
+    "InvalidRecordError": "data",
+    "record_features": "data",
+    "rgbd_to_record": "data",
+    "TrainingView": "data",
+    "TrainingViewConfig": "data",
+    "EvaluationView": "data",
+    "MixtureView": "data",
+    "SyntheticDataset": "synthetic",
+    "SceneConfig": "synthetic",
+    "SCENE_PRESETS": "synthetic",
+    "render_scene": "synthetic",
+    "build_sample": "tasks",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .answers import TASKS, format_answer, parse_answer
+    from .data import (
+        CuratedDataset,
+        EvaluationView,
+        InvalidRecordError,
+        MixtureView,
+        TrainingView,
+        TrainingViewConfig,
+        load_curated,
+        record_features,
+        rgbd_to_record,
+    )
     from .geometry import CameraIntrinsics
     from .markers import MarkerStyle
     from .processing import PRESETS, DepthLMProcessor, VisualPromptProcessor
+    from .synthetic import SCENE_PRESETS, SceneConfig, SyntheticDataset, render_scene
+    from .tasks import build_sample
 
 
 def __getattr__(name: str) -> Any:
