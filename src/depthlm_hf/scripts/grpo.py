@@ -65,9 +65,12 @@ def make_parser() -> TrlParser:
 
 
 def main(argv: Sequence[str] | None = None) -> DepthLMGRPOTrainer:
-    """Parse `argv` (default: `sys.argv[1:]`), train, save; returns the trainer."""
+    """Parse `argv` (default: `sys.argv[1:]`), train, save, then close the trackers and the process group;
+    returns the trainer."""
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
-    return train(script_args, training_args, model_args)
+    trainer = train(script_args, training_args, model_args)
+    trainer.end()
+    return trainer
 
 
 def train(
