@@ -60,8 +60,9 @@ def check_vllm(training_args: DepthLMGRPOConfig) -> None:
 
 
 def make_parser() -> TrlParser:
-    """`TrlParser` over the script, GRPO and model arguments (`--config recipe.yaml`, flags override it)."""
-    return TrlParser((DepthLMScriptArguments, DepthLMGRPOConfig, ModelConfig))
+    """`TrlParser` over the script, GRPO and model arguments (`--config recipe.yaml`, flags override it;
+    unknown keys and abbreviated flags are errors)."""
+    return TrlParser((DepthLMScriptArguments, DepthLMGRPOConfig, ModelConfig), allow_abbrev=False)
 
 
 def main(argv: Sequence[str] | None = None) -> DepthLMGRPOTrainer:

@@ -304,8 +304,9 @@ def save_outputs(trainer: Any, processor: DepthLMProcessor, card_info: Any, outp
 
 
 def make_parser() -> TrlParser:
-    """`TrlParser` over the script, SFT and model arguments (`--config recipe.yaml`, flags override it)."""
-    return TrlParser((DepthLMScriptArguments, DepthLMSFTConfig, ModelConfig))
+    """`TrlParser` over the script, SFT and model arguments (`--config recipe.yaml`, flags override it;
+    unknown keys and abbreviated flags are errors)."""
+    return TrlParser((DepthLMScriptArguments, DepthLMSFTConfig, ModelConfig), allow_abbrev=False)
 
 
 def main(argv: Sequence[str] | None = None) -> DepthLMSFTTrainer:

@@ -1,0 +1,107 @@
+"""Script arguments and trainer configs: paper defaults, validation errors, processor settings."""
+
+from __future__ import annotations
+
+import pytest
+from trl import ModelConfig
+
+from depthlm_hf.configs import GRPO_SYSTEM_PROMPT, DepthLMGRPOConfig, DepthLMScriptArguments, DepthLMSFTConfig
+from depthlm_hf.processing import DepthLMProcessor
+from depthlm_hf.scripts.sft import load_processor
+
+
+def test_script_defaults_are_the_papers():
+    args = DepthLMScriptArguments()
+    assert (args.crop_width, args.crop_height, args.crop_position) == ([1000, 1400], [700, 1200], "center")
+    assert args.tasks == ["distance"] and args.task_weights is None and args.dataset == []
+    assert args.processor_overrides() == {}  # focal length etc. come from the model's processor or preset
+
+
+def test_sft_config_defaults():
+    config = DepthLMSFTConfig(output_dir="unused", use_cpu=True)
+    assert config.completion_only_loss is True and config.max_length is None
+    assert (config.lr_scheduler_type, config.warmup_steps) == ("cosine", 0.1)
+
+
+def test_grpo_config_defaults():
+    config = DepthLMGRPOConfig(output_dir="unused", use_cpu=True, per_device_train_batch_size=8)
+    assert (config.num_generations, config.beta, config.learning_rate, config.max_grad_norm) == (
+        8,
+        0.0,
+        1e-5,
+        1.0,
+    )
+    assert config.lr_scheduler_type == "constant" and config.reward_funcs == ["neg_l1"]
+    assert config.system_prompt == GRPO_SYSTEM_PROMPT and "<answer>" in GRPO_SYSTEM_PROMPT
+
+
+def test_dataset_sources_split_at_the_last_colon():
+    args = DepthLMScriptArguments(
+        dataset=["data/a.jsonl:data/a", "C:/b.jsonl:/mnt/b"], dataset_weights=[1, 0.1]
+    )
+    assert args.dataset_sources() == [("data/a.jsonl", "data/a"), ("C:/b.jsonl", "/mnt/b")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dataset": ["data/a.jsonl"]}, "`dataset` entries must be `jsonl_path:image_root`"),
+        (
+            {"dataset": ["a:b"], "dataset_weights": [1.0, 2.0]},
+            "`dataset_weights` has 2 weights for 1 datasets",
+        ),
+        ({"tasks": ["distance", "depth"]}, "Unknown `tasks` \\['depth'\\]. Available: distance, z_distance"),
+        ({"tasks": ["distance"], "task_weights": [-1.0]}, "`task_weights` must be >= 0"),
+        ({"crop_width": [1400, 1000]}, "`crop_width` must be two sizes"),
+        ({"crop_width": None}, "`crop_width` and `crop_height` must both be set"),
+        ({"synthetic": "moon"}, "`synthetic`: Unknown scene preset 'moon'. Available: indoor, outdoor"),
+        ({"aspect_jitter": [1.3, 1.0]}, "`aspect_jitter` must be \\[lo, hi\\]"),
+        ({"unified_focal_length": -5.0}, "`unified_focal_length` must be > 0"),
+        ({"synthetic_scenes": 0}, "`synthetic_scenes` must be > 0"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DepthLMScriptArguments(**kwargs)
+
+
+def test_processor_overrides_hold_only_given_settings():
+    args = DepthLMScriptArguments(unified_focal_length=750.0, focal_mode="fx", marker_size=7)
+    assert args.processor_overrides() == {
+        "unified_focal_length": 750.0,
+        "focal_mode": "fx",
+        "marker": {"size": 7},
+    }
+
+
+def test_load_processor_keeps_saved_settings_and_applies_overrides(tiny_dir):
+    model = ModelConfig(model_name_or_path=str(tiny_dir))
+    saved = DepthLMProcessor.from_pretrained(tiny_dir)
+    kept = load_processor(model, DepthLMScriptArguments())
+    assert kept.to_dict() == saved.to_dict()
+    changed = load_processor(model, DepthLMScriptArguments(unified_focal_length=750.0, marker_shape="cross"))
+    assert changed.unified_focal_length == 750.0
+    assert changed.marker == {**saved.marker, "shape": "cross"}
+    assert changed.chat_template == saved.chat_template
+
+
+def test_load_processor_wraps_a_stock_processor_with_the_preset(tiny, tmp_path):
+    _, processor = tiny
+    processor.base_processor.save_pretrained(tmp_path)  # a stock Qwen2.5-VL processor folder
+    loaded = load_processor(
+        ModelConfig(model_name_or_path=str(tmp_path)), DepthLMScriptArguments(marker_size=7)
+    )
+    assert isinstance(loaded, DepthLMProcessor)
+    assert (loaded.preset, loaded.base_processor_class, loaded.unified_focal_length) == (
+        "paper",
+        "Qwen2_5_VLProcessor",
+        1000.0,
+    )
+    assert loaded.marker["size"] == 7 and loaded.marker["shape"] == "arrow"
+
+
+def test_tiny_keyword_builds_the_offline_processor():
+    loaded = load_processor(
+        ModelConfig(model_name_or_path="tiny"), DepthLMScriptArguments(unified_focal_length=200.0)
+    )
+    assert loaded.unified_focal_length == 200.0 and loaded.chat_template

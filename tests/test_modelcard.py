@@ -1,0 +1,111 @@
+"""Model cards: Hub metadata, the facts they state, round trips through the folder, the trainer mixin."""
+
+from __future__ import annotations
+
+from huggingface_hub import ModelCard
+
+from depthlm_hf.configs import DepthLMScriptArguments, DepthLMSFTConfig
+from depthlm_hf.modelcard import (
+    ModelCardInfo,
+    ModelCardMixin,
+    card_info_from_args,
+    read_card_info,
+    recipe_from_args,
+    render_model_card,
+    update_model_card,
+    write_model_card,
+)
+
+
+def _info(**kwargs) -> ModelCardInfo:
+    defaults = dict(
+        base_model="Qwen/Qwen2.5-VL-3B-Instruct",
+        datasets={"argoverse2_train": 0.5, "matterport3d_train": 0.5},
+        tasks={"distance": 1.0},
+        marker={"shape": "arrow", "size": 5},
+        crop={"width": [1000, 1400], "height": [700, 1200], "position": "center"},
+        recipe={"learning_rate": 5.2e-5, "global_batch_size": 1280},
+        hub_model_id="me/depthlm-3b",
+    )
+    return ModelCardInfo(**{**defaults, **kwargs})
+
+
+def test_card_metadata_and_facts(tmp_path):
+    path = write_model_card(tmp_path, _info())
+    card = ModelCard.load(path)
+    assert card.data.base_model == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-text-to-text"
+    assert {"depthlm", "sft", "trl"} <= set(card.data.tags)
+    text = card.text
+    assert "# depthlm-3b" in text and "unified focal length: 1000 px (focal mode `xy`)" in text
+    assert "| argoverse2_train | 0.5 |" in text and "| distance | 1.0 |" in text
+    assert "| learning_rate | 5.2e-05 |" in text and "| global_batch_size | 1280 |" in text
+    assert "crops: width [1000, 1400], height [700, 1200], position center" in text
+    assert "No evaluation figures recorded yet." in text and "arXiv:2509.25413" in text
+    assert 'DepthLMProcessor.from_pretrained("me/depthlm-3b")' in text
+
+
+def test_round_trip_and_eval_update(tmp_path):
+    info = _info()
+    write_model_card(tmp_path, info)
+    assert read_card_info(tmp_path) == info
+    update_model_card(tmp_path, {"ibims1": {"delta1": 0.9123, "absrel": 0.081}})
+    update_model_card(tmp_path, {"nyuv2": {"delta1": 0.88}})
+    assert read_card_info(tmp_path).eval_results == {
+        "ibims1": {"delta1": 0.9123, "absrel": 0.081},
+        "nyuv2": {"delta1": 0.88},
+    }
+    text = (tmp_path / "README.md").read_text()
+    assert "| dataset | absrel | delta1 |" in text
+    assert "| ibims1 | 0.081 | 0.9123 |" in text and "| nyuv2 |  | 0.88 |" in text
+
+
+def test_peft_and_grpo_cards():
+    text = render_model_card(_info(method="grpo", peft=True))
+    assert "library_name: peft" in text and "GRPO (TRL `GRPOTrainer`)" in text
+
+
+def test_recipe_and_info_from_arguments(tiny):
+    _, processor = tiny
+    args = DepthLMSFTConfig(
+        output_dir="unused", use_cpu=True, learning_rate=1e-4, per_device_train_batch_size=10,
+        gradient_accumulation_steps=16, max_steps=100,
+    )  # fmt: skip
+    recipe = recipe_from_args(args)
+    assert recipe["learning_rate"] == 1e-4 and recipe["lr_scheduler_type"] == "cosine"
+    assert recipe["global_batch_size"] == 160 and recipe["max_steps"] == 100  # one process here
+    script = DepthLMScriptArguments(
+        dataset=["a/x.jsonl:a", "b/y.jsonl:b"], dataset_weights=[3, 1], tasks=["time"]
+    )
+    info = card_info_from_args(script, args, processor, "base/model", "sft")
+    assert info.datasets == {"a/x.jsonl": 0.75, "b/y.jsonl": 0.25} and info.tasks == {"time": 1.0}
+    assert info.unified_focal_length == processor.unified_focal_length and info.marker == processor.marker
+    synthetic = card_info_from_args(
+        DepthLMScriptArguments(crop_width=None, crop_height=None), args, processor, "m", "sft"
+    )
+    assert synthetic.datasets == {"synthetic:indoor (512 scenes)": 1.0} and synthetic.crop == {}
+
+
+class _Base:
+    def __init__(self, output_dir):
+        self.args = type("Args", (), {"output_dir": output_dir})()
+        self.stock_cards = 0
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        self.stock_cards += 1
+
+    def is_world_process_zero(self):
+        return True
+
+
+class _Trainer(ModelCardMixin, _Base):
+    pass
+
+
+def test_mixin_writes_the_depthlm_card_when_it_has_one(tmp_path):
+    trainer = _Trainer(str(tmp_path))
+    trainer.create_model_card(model_name="x")
+    assert trainer.stock_cards == 1 and not (tmp_path / "README.md").exists()
+    trainer.card_info = _info()
+    trainer.create_model_card(model_name="x")
+    assert trainer.stock_cards == 1 and "depthlm" in (tmp_path / "README.md").read_text()
