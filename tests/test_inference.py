@@ -226,3 +226,14 @@ def test_fast_image_path_gives_the_same_answers(trained):
     a, b = fast.predict(flat_image(90), CAMERA, points), slow.predict(flat_image(90), CAMERA, points)
     assert a.values == b.values and a.texts == b.texts
     np.testing.assert_allclose(a.confidence, b.confidence, rtol=1e-5)
+
+
+def test_vllm_backend_import_guard(tiny_dir):
+    import importlib.util
+
+    from depthlm_hf.vllm_backend import VLLMPredictor
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed: the guard does not apply")
+    with pytest.raises(ImportError, match="pip install vllm"):
+        VLLMPredictor.from_pretrained(tiny_dir)

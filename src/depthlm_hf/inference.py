@@ -42,7 +42,7 @@ from transformers import (
 )
 
 from . import answers, marker_patches
-from .geometry import CameraIntrinsics
+from .geometry import CameraIntrinsics, PixelTransform
 from .processing import DepthLMProcessor
 
 DEFAULT_MAX_NEW_TOKENS = 8
@@ -160,6 +160,27 @@ class _SelectedLogProb(LogitsProcessor):
         return scores
 
 
+def unify(
+    processor: DepthLMProcessor,
+    image: Image.Image | str | np.ndarray,
+    intrinsics: CameraIntrinsics | Sequence[float],
+) -> tuple[Image.Image, CameraIntrinsics, PixelTransform]:
+    """The focal-unified image (no markers), its intrinsics (focal exactly f*), the map from input pixels.
+
+    Passing this image and intrinsics back to the processor makes its own unification an identity,
+    so the resize runs once per image instead of once per query.
+    """
+    prepared = processor.prepare(image, intrinsics, None)
+    f, intr = processor.unified_focal_length, prepared.intrinsics
+    # "fx" mode scales both axes by f*/fx, so fy keeps the ratio fy/fx; only fx must be exactly f*.
+    fy = f if processor.focal_mode == "xy" else intr.fy * f / intr.fx
+    return (
+        prepared.image,
+        CameraIntrinsics(f, fy, intr.cx, intr.cy, intr.width, intr.height),
+        prepared.transform,
+    )
+
+
 class DepthLMPredictor:
     """A DepthLM model and its processor, answering batches of visual-prompt queries.
 
@@ -236,20 +257,9 @@ class DepthLMPredictor:
     # ------------------------------------------------------------------------------------------------ queries
     def unify(
         self, image: Image.Image | str | np.ndarray, intrinsics: CameraIntrinsics | Sequence[float]
-    ) -> tuple[Image.Image, CameraIntrinsics, Any]:
-        """The focal-unified image (no markers), its intrinsics (focal exactly f*), the map from input pixels.
-
-        Passing this image and intrinsics back to the processor makes its own unification an identity,
-        so the resize runs once per image instead of once per query.
-        """
-        prepared = self.processor.prepare(image, intrinsics, None)
-        f = self.processor.unified_focal_length
-        intr = prepared.intrinsics
-        if self.processor.focal_mode == "xy":
-            exact = CameraIntrinsics(f, f, intr.cx, intr.cy, intr.width, intr.height)
-        else:  # "fx": both axes scaled by f*/fx, so fy keeps the ratio fy/fx; only fx must be exactly f*.
-            exact = CameraIntrinsics(f, intr.fy * f / intr.fx, intr.cx, intr.cy, intr.width, intr.height)
-        return prepared.image, exact, prepared.transform
+    ) -> tuple[Image.Image, CameraIntrinsics, PixelTransform]:
+        """`unify(self.processor, image, intrinsics)`."""
+        return unify(self.processor, image, intrinsics)
 
     def predict(
         self,
