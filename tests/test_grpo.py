@@ -120,3 +120,25 @@ def test_paper_defaults():
         ["neg_l1"],
     )
     assert args.reward_funcs == ["neg_l1"]
+
+
+def test_example_script_runs(tmp_path):
+    """`examples/train_grpo.py` is the command as a plain script."""
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "train_grpo.py"
+    argv = [
+        "--config",
+        str(RECIPE),
+        "--output_dir",
+        str(tmp_path),
+        "--max_steps",
+        "1",
+        "--synthetic_scenes",
+        "2",
+    ]
+    command = [sys.executable, str(example), *argv, "--max_completion_length", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "README.md").is_file()
