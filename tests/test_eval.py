@@ -186,3 +186,20 @@ def test_ibims1_constant_two_metres_gives_0_2819(ibims1_dir, tmp_path, capsys):
     assert results["distance"]["ibims1"]["num_samples"] == 10_000
     assert results["distance"]["ibims1"]["delta1"] == pytest.approx(0.2819, abs=1e-12)
     assert "| constant:2.0 | 0.2819 | 0.2819 |" in capsys.readouterr().out
+
+
+def test_unreadable_image_is_skipped_and_counted(dataset, tiny_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    (broken / "rgb" / "1.png").write_bytes(b"not a png")
+    results = main(
+        ["--model", str(tiny_dir), "--data", spec(broken), "--num_samples", "all", "--plots", "false",
+         "--output_dir", str(tmp_path / "out")]
+    )  # fmt: skip
+    # rgb/1.png is record 1's image and record 0's second view: both records become unreadable.
+    metrics = results["distance"]["toy"]
+    assert metrics["skipped_samples"] == 10 and metrics["num_samples"] == 5
+    lines = (tmp_path / "out/toy/distance/predictions.jsonl").read_text().splitlines()
+    assert sum('"skipped": "unreadable_image"' in line for line in lines) == 10

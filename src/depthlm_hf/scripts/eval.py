@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from depthlm_hf import answers
-from depthlm_hf.data import EvaluationView, load_curated
+from depthlm_hf.data import EvaluationView, InvalidRecordError, load_curated
 from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
 from depthlm_hf.markers import MarkerStyle, marker_fits
 from depthlm_hf.metrics import depth_metrics
@@ -228,9 +228,22 @@ def _chunks(samples: list[dict[str, Any]], task: str, size: int) -> Iterator[lis
 
 
 def predict_chunk(model, source, chunk: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
-    """Answers for one chunk of samples: `{"prediction", "confidence", "text"}` per sample."""
+    """Answers for one chunk of samples: `{"prediction", "confidence", "text"}` per sample.
+
+    Samples whose image cannot be read get `{"skipped": reason}` instead: they leave the metrics and are
+    counted in `skipped_samples`.
+    """
     if isinstance(model, ConstantModel):
         return [{"prediction": model.value, "confidence": None, "text": None} for _ in chunk]
+    try:
+        return _model_answers(model, source, chunk, task)
+    except InvalidRecordError as err:
+        if len(chunk) == 1:
+            return [{"prediction": None, "confidence": None, "text": None, "skipped": err.reason}]
+        return [answer for sample in chunk for answer in predict_chunk(model, source, [sample], task)]
+
+
+def _model_answers(model, source, chunk: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
     processor = model.processor
     if task in ("distance", "z_distance"):
         record = source[chunk[0]["record_index"]]
@@ -298,8 +311,9 @@ def run_dataset_task(
                 f.write(json.dumps(row) + "\n")
             f.flush()
             bar.update(len(chunk))
-    rows = [done[s["id"]] for s in samples]
+    rows = [done[s["id"]] for s in samples if "skipped" not in done[s["id"]]]
     metrics = depth_metrics([r["prediction"] for r in rows], [r["label"] for r in rows], task=task)
+    metrics["skipped_samples"] = len(samples) - len(rows)
     metrics["seconds"] = time.perf_counter() - start
     metrics["resumed_samples"] = len(samples) - len(todo)
     if args.plots and rows:
