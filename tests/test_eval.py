@@ -203,3 +203,16 @@ def test_unreadable_image_is_skipped_and_counted(dataset, tiny_dir, tmp_path):
     assert metrics["skipped_samples"] == 10 and metrics["num_samples"] == 5
     lines = (tmp_path / "out/toy/distance/predictions.jsonl").read_text().splitlines()
     assert sum('"skipped": "unreadable_image"' in line for line in lines) == 10
+
+
+def test_official_pixtral_format_through_the_runner(dataset, tmp_path):
+    from depthlm_hf.testing import tiny_llava_pixtral
+
+    model, processor = tiny_llava_pixtral(seed=0)
+    model.save_pretrained(tmp_path / "pixtral")
+    processor.save_pretrained(tmp_path / "pixtral")
+    results = main(
+        ["--model", str(tmp_path / "pixtral"), "--data", spec(dataset), "--num_samples", "4",
+         "--plots", "false", "--tasks", "distance", "speed", "--output_dir", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert results["distance"]["toy"]["num_samples"] == 4 and results["speed"]["toy"]["num_samples"] == 4
