@@ -78,7 +78,7 @@ def test_recipe_and_info_from_arguments(tiny):
         dataset=["a/x.jsonl:a", "b/y.jsonl:b"], dataset_weights=[3, 1], tasks=["time"]
     )
     info = card_info_from_args(script, args, processor, "base/model", "sft")
-    assert info.datasets == {"a/x.jsonl": 0.75, "b/y.jsonl": 0.25} and info.tasks == {"time": 1.0}
+    assert info.datasets == {"x": 0.75, "y": 0.25} and info.tasks == {"time": 1.0}
     assert info.unified_focal_length == processor.unified_focal_length and info.marker == processor.marker
     synthetic = card_info_from_args(
         DepthLMScriptArguments(crop_width=None, crop_height=None), args, processor, "m", "sft"

@@ -183,3 +183,37 @@ def test_resume_last_without_checkpoint_starts_fresh(tmp_path):
         _argv(tmp_path / "new", "--resume_from_checkpoint", "last")
     )[1]
     assert sft.resume_checkpoint(args) is None
+
+
+def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch):
+    """The `dataset: [jsonl:image_root, ...]` path with weights, on the real iBims-1 sample, paper crops."""
+    seen: list[dict] = []
+    collate = AnswerOnlyCollator.torch_call
+
+    def recording(self, examples):
+        seen.extend(examples)
+        return collate(self, examples)
+
+    monkeypatch.setattr(AnswerOnlyCollator, "torch_call", recording)
+    source = f"{ibims1_dir / 'ibims1_val.jsonl'}:{ibims1_dir}"
+    argv = ["--config", str(RECIPE), "--output_dir", str(tmp_path), "--max_steps", "2"]
+    argv += [
+        "--per_device_train_batch_size",
+        "2",
+        "--unified_focal_length",
+        "1000",
+        "--crop_width",
+        "1000",
+        "1400",
+    ]
+    argv += ["--crop_height", "700", "1200", "--dataset", source, source, "--dataset_weights", "1", "0.1"]
+    trainer = sft.main(argv)
+    assert trainer.state.global_step == 2 and len(seen) == 4
+    for row in seen:
+        (image,) = row["images"]
+        assert 1000 <= image.width <= 1400 or image.width == 1145  # cropped (or the whole unified width)
+        assert image.height <= 1200
+    card = (tmp_path / "README.md").read_text()
+    assert (
+        "| ibims1_val | 0.909091 |" in card and "| ibims1_val_2 | 0.090909 |" in card
+    )  # one file, two entries

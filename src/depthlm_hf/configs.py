@@ -8,6 +8,7 @@ Each dataclass field is a command-line flag (`--unified_focal_length 750`) and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from trl import GRPOConfig, SFTConfig
@@ -189,6 +190,22 @@ class DepthLMScriptArguments:
         if marker:
             overrides["marker"] = marker
         return overrides
+
+    def dataset_names(self) -> list[str]:
+        """A unique name per `dataset` entry: the jsonl file's stem, numbered when it repeats.
+
+        >>> DepthLMScriptArguments(dataset=["a/x.jsonl:a", "b/x.jsonl:b", "c/y.jsonl:c"]).dataset_names()
+        ['x', 'x_2', 'y']
+        """
+        names: list[str] = []
+        for jsonl, _ in self.dataset_sources():
+            stem = Path(jsonl).stem
+            name, count = stem, 1
+            while name in names:
+                count += 1
+                name = f"{stem}_{count}"
+            names.append(name)
+        return names
 
     def dataset_sources(self) -> list[tuple[str, str]]:
         """(jsonl_path, image_root) of each `dataset` entry; the root is split at the last colon."""

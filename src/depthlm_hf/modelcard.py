@@ -105,8 +105,7 @@ def card_info_from_args(
     """A `ModelCardInfo` from the scripts' arguments (`DepthLMScriptArguments`, a trainer config) and the
     `DepthLMProcessor` the model was trained with."""
     if script_args.dataset:
-        names = [path for path, _ in script_args.dataset_sources()]
-        datasets = _weights(names, script_args.dataset_weights)
+        datasets = _weights(script_args.dataset_names(), script_args.dataset_weights)
     else:
         datasets = {f"synthetic:{script_args.synthetic} ({script_args.synthetic_scenes} scenes)": 1.0}
     crop = {}

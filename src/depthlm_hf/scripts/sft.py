@@ -178,7 +178,11 @@ def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, 
     from depthlm_hf.synthetic import SyntheticDataset
 
     if script_args.dataset:
-        return {Path(jsonl).stem: load_curated(jsonl, root) for jsonl, root in script_args.dataset_sources()}
+        sources = script_args.dataset_sources()
+        return {
+            name: load_curated(*source)
+            for name, source in zip(script_args.dataset_names(), sources, strict=True)
+        }
     overrides = {}
     if script_args.synthetic_image_size is not None:
         width, height = script_args.synthetic_image_size
