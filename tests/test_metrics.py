@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from depthlm_hf.metrics import delta_accuracy, depth_metrics, metric_path, to_metres
 
@@ -158,3 +160,22 @@ def test_constant_two_metres_on_ibims1_sample():
     gt = [d for line in _ibims1().open() for d in json.loads(line)["depth"]]
     assert len(gt) == 10_000
     assert depth_metrics([2.0] * len(gt), gt)["delta1"] == pytest.approx(0.2819, abs=1e-12)
+
+
+positive = st.floats(min_value=0.05, max_value=200.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(positive, positive), min_size=1, max_size=40), st.floats(min_value=0.1, max_value=10.0)
+)
+def test_scale_properties(pairs, scale):
+    """Scaling predictions and references together keeps relative metrics; SILog ignores a global scale."""
+    pred, gt = [p for p, _ in pairs], [g for _, g in pairs]
+    base = depth_metrics(pred, gt)
+    both = depth_metrics([p * scale for p in pred], [g * scale for g in gt])
+    for name in ("abs_rel", "rmse_log", "log10", "silog"):
+        assert both[name] == pytest.approx(base[name], rel=1e-6, abs=1e-9)
+    assert abs(both["delta1"] - base["delta1"]) <= 1 / len(pairs) + 1e-12  # a ratio exactly at 1.25 may flip
+    only_pred = depth_metrics([p * scale for p in pred], gt)
+    assert only_pred["silog"] == pytest.approx(base["silog"], rel=1e-6, abs=1e-6)
