@@ -109,3 +109,16 @@ def test_mixin_writes_the_depthlm_card_when_it_has_one(tmp_path):
     trainer.card_info = _info()
     trainer.create_model_card(model_name="x")
     assert trainer.stock_cards == 1 and "depthlm" in (tmp_path / "README.md").read_text()
+
+
+def test_run_from_a_local_depthlm_folder_names_its_hub_base(tiny, tmp_path):
+    _, processor = tiny
+    write_model_card(tmp_path / "sft", _info())  # an SFT output folder
+    args = DepthLMSFTConfig(output_dir="unused", use_cpu=True)
+    script = DepthLMScriptArguments()
+    info = card_info_from_args(script, args, processor, str(tmp_path / "sft"), "grpo")
+    assert info.base_model == "Qwen/Qwen2.5-VL-3B-Instruct" and info.started_from == str(tmp_path / "sft")
+    text = render_model_card(info)
+    assert "base_model: Qwen/Qwen2.5-VL-3B-Instruct" in text and f"started from `{tmp_path / 'sft'}`" in text
+    plain = card_info_from_args(script, args, processor, str(tmp_path), "sft")  # a folder without a card
+    assert "base_model:" not in render_model_card(plain).split("---")[1]

@@ -49,7 +49,9 @@ class ModelCardInfo:
     """Facts a DepthLM model card states.
 
     Args:
-        base_model: the model id or path training started from.
+        base_model: the Hub model the weights descend from (for a run started from a local DepthLM folder,
+            that folder's own base model).
+        started_from: the local folder training started from, when it was not `base_model` itself.
         method: "sft" or "grpo".
         datasets: training sources with their sampling weights, e.g. `{"ibims1.jsonl": 1.0}`.
         tasks: trained tasks with their sampling weights, e.g. `{"distance": 1.0}`.
@@ -64,6 +66,7 @@ class ModelCardInfo:
     """
 
     base_model: str
+    started_from: str | None = None
     method: Literal["sft", "grpo"] = "sft"
     datasets: dict[str, float] = field(default_factory=dict)
     tasks: dict[str, float] = field(default_factory=lambda: {"distance": 1.0})
@@ -117,8 +120,14 @@ def card_info_from_args(
         }
         if script_args.aspect_jitter:
             crop["aspect_jitter"] = script_args.aspect_jitter
+    started_from = None
+    if Path(base_model).is_dir():  # e.g. GRPO from an SFT output: name the Hub model it came from
+        started_from = base_model
+        if (Path(base_model) / CARD_INFO_FILE).is_file():
+            base_model = read_card_info(base_model).base_model
     return ModelCardInfo(
         base_model=base_model,
+        started_from=started_from,
         method=method,  # type: ignore[arg-type]
         datasets=datasets,
         tasks=_weights(list(script_args.tasks), script_args.task_weights),
@@ -155,7 +164,7 @@ def render_model_card(info: ModelCardInfo) -> str:
     ('base_model: Qwen/Qwen2.5-VL-3B-Instruct', True)
     """
     data = ModelCardData(
-        base_model=info.base_model,
+        base_model=None if Path(info.base_model).is_dir() else info.base_model,
         library_name="peft" if info.peft else "transformers",
         pipeline_tag="image-text-to-text",
         tags=["depthlm", "metric-depth", "visual-prompting", "trl", info.method],
@@ -166,9 +175,9 @@ def render_model_card(info: ModelCardInfo) -> str:
     repo = info.hub_model_id or "path/to/this/folder"
     parts = [
         f"# {repo.split('/')[-1]}",
-        f"A DepthLM model: `{info.base_model}` trained by {method} to answer metric distances of marked "
-        "pixels "
-        "in text, with no new head or loss (DepthLM, arXiv 2509.25413).",
+        f"A DepthLM model: `{info.base_model}` trained by {method} to answer metric distances of "
+        "marked pixels in text, with no new head or loss (DepthLM, arXiv 2509.25413)."
+        + (f" Training started from `{info.started_from}`." if info.started_from else ""),
         "## Visual prompt",
         f"- unified focal length: {info.unified_focal_length:g} px (focal mode `{info.focal_mode}`)",
         "- marker: " + (", ".join(f"{k} {v}" for k, v in info.marker.items()) or "processor default"),
