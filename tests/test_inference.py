@@ -237,3 +237,10 @@ def test_vllm_backend_import_guard(tiny_dir):
         pytest.skip("vLLM is installed: the guard does not apply")
     with pytest.raises(ImportError, match="pip install vllm"):
         VLLMPredictor.from_pretrained(tiny_dir)
+
+
+def test_forced_prefix_tokenizes_like_the_trained_answer(tiny):
+    from depthlm_hf.answers import TASKS
+
+    predictor = DepthLMPredictor(*tiny, show_progress=False)
+    assert all(predictor.check_prefix(task) for task in TASKS)

@@ -23,6 +23,7 @@ along the greedy path (later digits are sub-decimetre noise that would swamp the
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from .geometry import CameraIntrinsics, PixelTransform
 from .processing import DepthLMProcessor
 
 DEFAULT_MAX_NEW_TOKENS = 8
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -224,6 +226,7 @@ class DepthLMPredictor:
         self.show_progress = show_progress
         self.fast_images = fast_images
         self.classes = TokenClasses(processor.tokenizer).to(self.device)
+        self._prefix_ok: dict[str, bool] = {}
 
     @classmethod
     def from_pretrained(
@@ -261,6 +264,26 @@ class DepthLMPredictor:
         """`unify(self.processor, image, intrinsics)`."""
         return unify(self.processor, image, intrinsics)
 
+    def check_prefix(self, task: str = "distance") -> bool:
+        """Whether the forced prefix tokenizes as the start of a full answer does; logs a warning if not.
+
+        Forcing text whose tokens differ from the trained answer's (e.g. a tokenizer that merges the
+        space before a digit into the digit's token) shows the model a context it never saw.
+        """
+        if task not in self._prefix_ok:
+            tokenizer = self.processor.tokenizer
+            prefix = tokenizer(self.processor.answer_prefix(task), add_special_tokens=False)["input_ids"]
+            full = tokenizer(self.processor.format_answer(1.25, task), add_special_tokens=False)["input_ids"]
+            self._prefix_ok[task] = full[: len(prefix)] == prefix
+            if not self._prefix_ok[task]:
+                logger.warning(
+                    "The forced answer prefix %r of task %r does not tokenize as the start of a full answer; "
+                    "answers may differ from full generation.",
+                    self.processor.answer_prefix(task),
+                    task,
+                )
+        return self._prefix_ok[task]
+
     def predict(
         self,
         image: Image.Image | str | np.ndarray,
@@ -286,6 +309,7 @@ class DepthLMPredictor:
             `DepthPrediction` with Q = N / points-per-query answers.
         """
         spec = answers.get_task(task)
+        self.check_prefix(task)
         if spec.num_images != 1:
             raise ValueError(
                 f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one image."
