@@ -91,9 +91,11 @@ def build(model_name: str, device: torch.device):
 
     if model_name == "tiny":
         return tiny_qwen2_5_vl(seed=0)
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     processor = tiny_processor(min_pixels=3136, max_pixels=12845056)
+    # The PIL backend even where torchvision is installed: the one the marker-patch fast path reproduces.
+    processor.image_processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
     config = real_config(model_name, processor.tokenizer)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with device:

@@ -235,12 +235,15 @@ class DepthLMPredictor:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         attn_implementation: str | None = None,
+        image_backend: str | None = "pil",
         **kwargs: Any,
     ) -> DepthLMPredictor:
         """Load a checkpoint folder saved with `model.save_pretrained` and `processor.save_pretrained`.
 
         Defaults: the first GPU when there is one, with bf16 weights and SDPA attention; float32 on CPU.
-        `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`).
+        `image_backend` picks the image processor's backend ("pil", "torchvision", or None for
+        transformers' choice); with "pil" the marker-patch fast path applies (see `fast_images`).
+        `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`, `fast_images`).
         """
         from transformers import AutoModelForImageTextToText
 
@@ -250,7 +253,8 @@ class DepthLMPredictor:
         model = AutoModelForImageTextToText.from_pretrained(
             path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
         ).to(device)
-        processor = DepthLMProcessor.from_pretrained(path)
+        backend = {} if image_backend is None else {"backend": image_backend}
+        processor = DepthLMProcessor.from_pretrained(path, **backend)
         return cls(model, processor, **kwargs)
 
     @property
