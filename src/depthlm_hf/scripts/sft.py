@@ -42,19 +42,30 @@ class CheckpointResumeMixin:
 
     transformers 5 saves some models (Qwen2.5-VL among them) under their legacy parameter names, and
     `Trainer` resumes with `model.load_state_dict(..., strict=False)`, which then matches no key and
-    silently continues from the initial weights. `from_pretrained` applies the name conversion.
-    DeepSpeed, FSDP and PEFT checkpoints keep their own loading paths.
+    silently continues from the initial weights (huggingface/transformers#43701). `from_pretrained`
+    applies the name conversion, for single-file and sharded checkpoints alike. DeepSpeed, FSDP and PEFT
+    checkpoints keep their own loading paths.
     """
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         model = self.model if model is None else model
-        weights = Path(resume_from_checkpoint) / "model.safetensors"
+        folder = Path(resume_from_checkpoint)
+        weights = (folder / "model.safetensors").is_file() or (
+            folder / "model.safetensors.index.json"
+        ).is_file()
         plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
-        if not (plain and weights.is_file() and isinstance(model, PreTrainedModel)):
+        if not (plain and weights and isinstance(model, PreTrainedModel)):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
         dtype = next(model.parameters()).dtype
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
         model.load_state_dict(saved.state_dict(), strict=True)
+
+    def _load_best_model(self) -> None:
+        # `load_best_model_at_end` has the same key-name problem; the weights path above serves it too.
+        model = self.model
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not isinstance(model, PreTrainedModel):
+            return super()._load_best_model()  # type: ignore[misc]
+        self._load_from_checkpoint(self.state.best_model_checkpoint, model)
 
 
 class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, SFTTrainer):
