@@ -231,7 +231,6 @@ class DepthLMSFTConfig(SFTConfig):
         default=0.1,
         metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."},
     )
-    logging_steps: float = field(default=10, metadata={"help": "Log every this many optimizer steps."})
 
 
 @dataclass
@@ -268,4 +267,3 @@ class DepthLMGRPOConfig(GRPOConfig):
     max_completion_length: int | None = field(
         default=256, metadata={"help": "Maximum generated tokens per completion (think + answer)."}
     )
-    logging_steps: float = field(default=10, metadata={"help": "Log every this many optimizer steps."})
