@@ -242,8 +242,7 @@ class DepthLMGRPOConfig(GRPOConfig):
         default_factory=lambda: ["neg_l1"],
         metadata={
             "help": "Reward functions: names in `depthlm_hf.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, "
-            "delta1, "
-            "format) or dotted import paths. Paper: neg_l1."
+            "delta1, format) or dotted import paths. Paper: neg_l1."
         },
     )
     unparseable_penalty: float | None = field(
