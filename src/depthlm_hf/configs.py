@@ -19,8 +19,7 @@ from depthlm_hf.synthetic import get_config as scene_config
 GRPO_SYSTEM_PROMPT = (
     "You answer questions about distances in images. First reason about the question inside <think> </think> "
     "tags, then write the final answer, a number in the unit the question asks for, inside <answer> "
-    "</answer> "
-    "tags, for example: <think> reasoning here </think><answer> 3.25 </answer>"
+    "</answer> tags, for example: <think> reasoning here </think><answer> 3.25 </answer>"
 )
 """System prompt of GRPO training: reason in `<think>`, answer in `<answer>` (parsed by `parse_answer`)."""
 
@@ -53,8 +52,7 @@ class DepthLMScriptArguments:
         default_factory=list,
         metadata={
             "help": "Curated datasets, each as `jsonl_path:image_root` (a jsonl of DepthLM records and the "
-            "folder "
-            "their image paths are relative to). Empty: train on the `synthetic` preset."
+            "folder their image paths are relative to). Empty: train on the `synthetic` preset."
         },
     )
     dataset_weights: list[float] | None = field(
@@ -65,8 +63,8 @@ class DepthLMScriptArguments:
         default="indoor",
         metadata={
             "help": "Procedural scene preset used when `dataset` is empty (see `depthlm_hf.synthetic`): "
-            "indoor "
-            "1-10 m, outdoor 2-80 m, ground (a plain ground plane, the easiest for a tiny model on CPU)."
+            "indoor 1-10 m, outdoor 2-80 m, ground (a plain ground plane, the easiest for a tiny model on "
+            "CPU)."
         },
     )
     synthetic_scenes: int = field(
@@ -103,16 +101,14 @@ class DepthLMScriptArguments:
         default=None,
         metadata={
             "help": "Range [lo, hi] of the random height stretch with unchanged intrinsics (the paper's fix "
-            "for "
-            "Taskonomy; the official release uses [1.0, 1.3]). Labels are unchanged."
+            "for Taskonomy; the official release uses [1.0, 1.3]). Labels are unchanged."
         },
     )
     unified_focal_length: float | None = field(
         default=None,
         metadata={
             "help": "Focal length f* [px] every image is resized to (paper: 1000; Pixtral: 750). Default: "
-            "the "
-            "model's saved DepthLM processor setting, else the `processor_preset`'s."
+            "the model's saved DepthLM processor setting, else the `processor_preset`'s."
         },
     )
     focal_mode: Literal["xy", "fx"] | None = field(
@@ -129,8 +125,7 @@ class DepthLMScriptArguments:
         default="paper",
         metadata={
             "help": "DepthLMProcessor preset (`depthlm_hf.processing.PRESETS`) used when the model folder "
-            "has no "
-            "saved DepthLM processor."
+            "has no saved DepthLM processor."
         },
     )
     max_image_pixels: int | None = field(

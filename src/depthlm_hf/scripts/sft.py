@@ -171,8 +171,7 @@ def num_train_samples(training_args: Any) -> int:
     if training_args.max_steps is None or training_args.max_steps <= 0:
         raise ValueError(
             f"`max_steps` must be set (> 0), got {training_args.max_steps}: the training stream is sized "
-            "from it "
-            "(paper: samples / global batch, e.g. 35M / 1280 = 27344 for Qwen2.5-VL-3B)."
+            "from it (paper: samples / global batch, e.g. 35M / 1280 = 27344 for Qwen2.5-VL-3B)."
         )
     world = training_args.world_size
     return (
