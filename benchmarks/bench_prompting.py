@@ -1,6 +1,6 @@
 """Visual-prompt preparation speed: focal unification (f* = 1000 px) + arrow of a 640x480 image, one core.
 
-    python benchmarks/bench_prompting.py [--images 200]
+python benchmarks/bench_prompting.py [--images 200]
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from _common import write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _common import write_result  # noqa: E402
 from depthlm_hf.testing import tiny_processor  # noqa: E402
 
 IBIMS = [559.62, 558.14, 361.87, 241.99, 640, 480]

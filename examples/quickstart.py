@@ -20,7 +20,9 @@ def main() -> None:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
     intrinsics = [150.0, 150.0, 79.5, 59.5, 160, 120]  # fx, fy, cx, cy [px], width, height
     prepared = processor.prepare(image, intrinsics, [[100, 60]])
-    print(f"model image {prepared.image.size}, marker at {prepared.points.tolist()}, f = {prepared.intrinsics.fx:.1f} px")
+    print(
+        f"model image {prepared.image.size}, marker at {prepared.points.tolist()}, f = {prepared.intrinsics.fx:.1f} px"
+    )
     inputs = processor(images=image, intrinsics=intrinsics, points=[[100, 60], [40, 90]], force_answer_prefix=True)
     with torch.inference_mode():
         output = model.generate(**inputs, max_new_tokens=6, do_sample=False)

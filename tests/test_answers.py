@@ -61,7 +61,10 @@ def test_units_only_convert_lengths():
 def test_templates():
     assert format_answer(3.14159) == "The point is around 3.14 meters away from the camera."
     assert question() == "How many meters is this point from the camera?"
-    assert question("speed", time=2) == "How many meters per second must the camera move to reach this point in 2.00 seconds?"
+    assert (
+        question("speed", time=2)
+        == "How many meters per second must the camera move to reach this point in 2.00 seconds?"
+    )
     assert set(TASKS) == {"distance", "z_distance", "speed", "time", "two_point_distance", "translation"}
     assert get_task("two_point_distance").num_points == 2 and get_task("translation").num_images == 2
 

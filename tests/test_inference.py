@@ -243,4 +243,4 @@ def test_forced_prefix_tokenizes_like_the_trained_answer(tiny):
     from depthlm_hf.answers import TASKS
 
     predictor = DepthLMPredictor(*tiny, show_progress=False)
-    assert all(predictor.check_prefix(task) for task in TASKS)
+    assert all(predictor.processor.forced_prefix(task) == predictor.processor.answer_prefix(task) for task in TASKS)

@@ -13,7 +13,7 @@ RED = (255, 0, 0)
 
 def _red_pixels(image: Image.Image, color=RED) -> set[tuple[int, int]]:
     ys, xs = np.nonzero((np.asarray(image) == color).all(axis=-1))
-    return set(zip(xs.tolist(), ys.tolist()))
+    return set(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
 def test_paper_arrow_pixels_and_tip():
@@ -30,7 +30,7 @@ def test_paper_arrow_pixels_and_tip():
 @pytest.mark.parametrize("shape", ["cross", "circle"])
 def test_cross_and_circle_are_centred(shape):
     out = draw_markers(Image.new("RGB", (40, 30)), [[20, 15]], MarkerStyle(shape=shape, size=4))
-    xs, ys = zip(*_red_pixels(out))
+    xs, ys = zip(*_red_pixels(out), strict=True)
     assert (min(xs) + max(xs)) / 2 == 20 and (min(ys) + max(ys)) / 2 == 15
 
 
@@ -45,7 +45,11 @@ def test_fit_and_failure_modes():
     style = MarkerStyle()
     # The arrow extends 5 px left of its tip and 2 px up and down, nothing to the right.
     assert marker_fits([[5, 2], [4, 2], [10, 1], [39, 27], [39, 28]], 40, 30, style).tolist() == [
-        True, False, False, True, False
+        True,
+        False,
+        False,
+        True,
+        False,
     ]
     assert marker_fits([[39, 10]], 40, 30, MarkerStyle(shape="cross")).tolist() == [False]
     with pytest.raises(ValueError, match=r"too close to the border of the 40x30 image"):

@@ -24,7 +24,7 @@ def _image(width=160, height=120, seed=0) -> Image.Image:
 
 def _red(image: Image.Image) -> set[tuple[int, int]]:
     ys, xs = np.nonzero((np.asarray(image) == (255, 0, 0)).all(axis=-1))
-    return set(zip(xs.tolist(), ys.tolist()))
+    return set(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
 def test_ibims_camera_prepare_is_exact(tiny):
@@ -60,18 +60,34 @@ def test_inputs_work_with_forward_and_generate(tiny):
     assert torch.isfinite(loss)
     assert generated.shape == (3, batch["input_ids"].shape[1] + 3)
     texts = processor.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert all(processor.parse_answer(text) is None or isinstance(processor.parse_answer(text), float) for text in texts)
+    assert all(
+        processor.parse_answer(text) is None or isinstance(processor.parse_answer(text), float) for text in texts
+    )
 
 
 def test_forced_answer_prefix_and_messages(tiny):
     _, processor = tiny
     batch = processor(images=_image(), intrinsics=SMALL, points=[[80, 60]], force_answer_prefix=True)
     text = processor.decode(batch["input_ids"][0])
-    assert text.endswith("How many meters is this point from the camera?<|im_end|>\n<|im_start|>assistant\nThe point is around ")
+    assert text.endswith(
+        "How many meters is this point from the camera?<|im_end|>\n<|im_start|>assistant\nThe point is around "
+    )
     row = processor.training_row(_image(), SMALL, [[80, 60]], 3.217)
     assert row["completion"][0]["content"][0]["text"] == "The point is around 3.22 meters away from the camera."
     assert row["prompt"][0]["content"][0] == {"type": "image"} and len(row["images"]) == 1
     assert processor.question("time", speed=2.0).endswith("at 2.00 meters per second?")
+
+
+def test_forced_prefix_drops_a_space_the_tokenizer_glues_to_digits(monkeypatch):
+    import re
+
+    from depthlm_hf.testing import tiny_processor
+
+    processor = tiny_processor()
+    assert processor.forced_prefix() == "The point is around "  # digits stand alone here: "Ġ", "3"
+    glue = lambda text, add_special_tokens=False: re.findall(r" ?\d|[^\d ]+| ", text)  # noqa: E731
+    monkeypatch.setattr(processor.tokenizer, "encode", glue)  # a Llama-style tokenizer: " 3" is one token
+    assert processor.forced_prefix() == "The point is around"
 
 
 def test_two_point_task_draws_two_markers(tiny):
@@ -114,7 +130,9 @@ def test_save_and_reload_in_fresh_process(tiny, tmp_path):
     config = json.loads((tmp_path / "processor_config.json").read_text())
     assert config["processor_class"] == "Qwen2_5_VLProcessor"  # stock loaders see the stock processor
     assert config["unified_focal_length"] == 640.0 and config["marker"]["shape"] == "cross"
-    out = subprocess.run([sys.executable, "-c", SAVE_AND_RUN, str(tmp_path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_RUN, str(tmp_path)], capture_output=True, text=True, check=True
+    )
     reloaded = json.loads(out.stdout.strip().splitlines()[-1])
     image = Image.fromarray(np.random.RandomState(0).randint(0, 200, (120, 160, 3), dtype=np.uint8))
     batch = processor(images=image, intrinsics=SMALL, points=[[80, 60]])
@@ -139,9 +157,10 @@ def test_auto_processor_gives_the_stock_processor(tmp_path):
     assert reloaded.unified_focal_length == 750.0 and reloaded.focal_mode == "fx"
     assert reloaded.question_template == PRESETS["official_pixtral"]["question_template"]
     image = _image()
-    assert reloaded(images=image, intrinsics=SMALL, points=[[80, 60]])["input_ids"].tolist() == processor(
-        images=image, intrinsics=SMALL, points=[[80, 60]]
-    )["input_ids"].tolist()
+    assert (
+        reloaded(images=image, intrinsics=SMALL, points=[[80, 60]])["input_ids"].tolist()
+        == processor(images=image, intrinsics=SMALL, points=[[80, 60]])["input_ids"].tolist()
+    )
 
 
 def test_official_preset_text_and_parser(tmp_path):
@@ -161,8 +180,16 @@ def test_official_preset_text_and_parser(tmp_path):
     "kwargs, error, message",
     [
         ({"intrinsics": [0.0, 150, 80, 60, 160, 120], "points": [[80, 60]]}, ValueError, "`fx` must be finite and > 0"),
-        ({"intrinsics": [150, 150, float("nan"), 60, 160, 120], "points": [[80, 60]]}, ValueError, "`cx` must be finite"),
-        ({"intrinsics": SMALL, "points": [[160, 60]]}, ValueError, r"`points` \[\[160.0, 60.0\]\] lie outside the 160x120"),
+        (
+            {"intrinsics": [150, 150, float("nan"), 60, 160, 120], "points": [[80, 60]]},
+            ValueError,
+            "`cx` must be finite",
+        ),
+        (
+            {"intrinsics": SMALL, "points": [[160, 60]]},
+            ValueError,
+            r"`points` \[\[160.0, 60.0\]\] lie outside the 160x120",
+        ),
         ({"intrinsics": SMALL, "points": [[0, 60]]}, ValueError, "too close to its border for a arrow marker"),
         ({"intrinsics": SMALL, "points": []}, ValueError, r"non-empty \(N, 2\) array"),
         ({"intrinsics": SMALL, "points": [[1, 2, 3]]}, ValueError, r"shape \(N, 2\)"),

@@ -9,6 +9,7 @@ import depthlm_hf
 
 
 def test_every_export_resolves():
+    assert sorted(depthlm_hf.__all__) == sorted(depthlm_hf._EXPORTS)
     for name in depthlm_hf.__all__:
         assert getattr(depthlm_hf, name) is not None, name
 

@@ -30,7 +30,10 @@ def test_assistant_mask_covers_exactly_the_answer(tiny):
     _, processor = tiny
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "How many meters is this point from the camera?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "The point is around 1.50 meters away from the camera."}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "The point is around 1.50 meters away from the camera."}],
+        },
     ]
     out = processor.tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True

@@ -33,9 +33,44 @@ _EXPORTS: dict[str, str] = {
     "SCENE_PRESETS": "synthetic",
     "render_scene": "synthetic",
     "build_sample": "tasks",
+    "DepthLMPredictor": "inference",
+    "DepthPrediction": "inference",
+    "point_cloud": "pointcloud",
+    "PointCloud": "pointcloud",
+    "metric_path": "metrics",
+    "depth_metrics": "metrics",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CameraIntrinsics",
+    "CuratedDataset",
+    "DepthLMPredictor",
+    "DepthLMProcessor",
+    "DepthPrediction",
+    "EvaluationView",
+    "InvalidRecordError",
+    "MarkerStyle",
+    "MixtureView",
+    "PRESETS",
+    "PointCloud",
+    "SCENE_PRESETS",
+    "SceneConfig",
+    "SyntheticDataset",
+    "TASKS",
+    "TrainingView",
+    "TrainingViewConfig",
+    "VisualPromptProcessor",
+    "build_sample",
+    "depth_metrics",
+    "format_answer",
+    "load_curated",
+    "metric_path",
+    "parse_answer",
+    "point_cloud",
+    "record_features",
+    "render_scene",
+    "rgbd_to_record",
+]
 
 if TYPE_CHECKING:
     from .answers import TASKS, format_answer, parse_answer
@@ -51,7 +86,10 @@ if TYPE_CHECKING:
         rgbd_to_record,
     )
     from .geometry import CameraIntrinsics
+    from .inference import DepthLMPredictor, DepthPrediction
     from .markers import MarkerStyle
+    from .metrics import depth_metrics, metric_path
+    from .pointcloud import PointCloud, point_cloud
     from .processing import PRESETS, DepthLMProcessor, VisualPromptProcessor
     from .synthetic import SCENE_PRESETS, SceneConfig, SyntheticDataset, render_scene
     from .tasks import build_sample

@@ -81,8 +81,7 @@ class CameraIntrinsics:
             )
         if len(values) != 6:
             raise ValueError(
-                f"`intrinsics` must have 6 values [fx, fy, cx, cy, width, height], got {len(values)}: "
-                f"{list(values)!r}."
+                f"`intrinsics` must have 6 values [fx, fy, cx, cy, width, height], got {len(values)}: {list(values)!r}."
             )
         return cls(*(v.item() if isinstance(v, np.generic) else v for v in values))
 
@@ -127,7 +126,7 @@ class PixelTransform:
 
     def map_intrinsics(self, intrinsics: CameraIntrinsics) -> CameraIntrinsics:
         """Intrinsics of the output image."""
-        (cx, cy), = self.map_points([[intrinsics.cx, intrinsics.cy]])
+        ((cx, cy),) = self.map_points([[intrinsics.cx, intrinsics.cy]])
         return CameraIntrinsics(
             intrinsics.fx * self.scale_x, intrinsics.fy * self.scale_y, cx, cy, self.out_width, self.out_height
         )
@@ -225,9 +224,7 @@ def crop_transform(width: int, height: int, left: int, top: int, crop_width: int
     return PixelTransform(1.0, 1.0, -float(left), -float(top), crop_width, crop_height)
 
 
-def centered_crop_window(
-    intrinsics: CameraIntrinsics, crop_width: int, crop_height: int
-) -> tuple[int, int, int, int]:
+def centered_crop_window(intrinsics: CameraIntrinsics, crop_width: int, crop_height: int) -> tuple[int, int, int, int]:
     """`(left, top, width, height)` of the window, clipped to the image, whose centre is nearest the principal point.
 
     A crop larger than the image along an axis keeps the whole axis.
@@ -258,9 +255,10 @@ def pixel_rays(points: np.ndarray | Sequence[Sequence[float]], intrinsics: Camer
 def euclidean_to_z(
     points: np.ndarray | Sequence[Sequence[float]], distance: np.ndarray | Sequence[float], intrinsics: CameraIntrinsics
 ) -> np.ndarray:
-    """Principal-axis depth Z [m] of (N, 2) pixels [px] whose Euclidean distance from the camera centre is `distance` (N,) [m].
+    """Principal-axis depth Z [m] of (N, 2) pixels [px] at Euclidean distance `distance` (N,) [m] from the camera.
 
-    >>> euclidean_to_z([[361.87 + 559.62, 241.99]], [2 ** 0.5], CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)).round(12).tolist()
+    >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
+    >>> euclidean_to_z([[361.87 + 559.62, 241.99]], [2 ** 0.5], cam).round(12).tolist()
     [1.0]
     """
     return np.asarray(distance, dtype=np.float64).reshape(-1) / np.linalg.norm(pixel_rays(points, intrinsics), axis=-1)

@@ -15,7 +15,9 @@ DEFAULT_MAX_PIXELS = 64_000_000
 """Largest image (width x height) accepted by default: 8000 x 8000."""
 
 
-def load_image(image: str | os.PathLike | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    image: str | os.PathLike | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Open `image` (a path, a PIL image or an (H, W[, C]) uint8 array) as an RGB PIL image.
 
     Grayscale, 16-bit, palette and RGBA images are converted to RGB (alpha is dropped, 16-bit values
@@ -79,16 +81,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def apply_transform(image: Image.Image, transform: PixelTransform, resample: int = Image.Resampling.BICUBIC) -> Image.Image:
+def apply_transform(
+    image: Image.Image, transform: PixelTransform, resample: int = Image.Resampling.BICUBIC
+) -> Image.Image:
     """Resample `image` through `transform` (resize and/or crop) in a single `PIL.Image.resize` call.
 
     The output has size `(transform.out_width, transform.out_height)` and pixel `(x, y)` of the input
     lands at `transform.map_points([[x, y]])`.
     """
     size = (transform.out_width, transform.out_height)
-    if transform.scale_x == 1.0 and transform.scale_y == 1.0 and float(transform.offset_x).is_integer() and float(
-        transform.offset_y
-    ).is_integer():
+    if (
+        transform.scale_x == 1.0
+        and transform.scale_y == 1.0
+        and float(transform.offset_x).is_integer()
+        and float(transform.offset_y).is_integer()
+    ):
         left, top = int(-transform.offset_x), int(-transform.offset_y)
         if (left, top) == (0, 0) and size == image.size:
             return image.copy()

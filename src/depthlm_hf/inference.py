@@ -23,7 +23,6 @@ along the greedy path (later digits are sub-decimetre noise that would swamp the
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -47,7 +46,6 @@ from .geometry import CameraIntrinsics, PixelTransform
 from .processing import DepthLMProcessor
 
 DEFAULT_MAX_NEW_TOKENS = 8
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,15 +83,11 @@ class TokenClasses:
         texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         texts = ["" if i in special else t for i, t in enumerate(texts)]
-        self.numeric = torch.tensor(
-            [t.strip() != "" and all(c in "0123456789." for c in t.strip()) for t in texts]
-        )
+        self.numeric = torch.tensor([t.strip() != "" and all(c in "0123456789." for c in t.strip()) for t in texts])
         self.space = torch.tensor([t != "" and t.strip() == "" for t in texts])
         self.digit = torch.tensor([any(c.isdigit() for c in t) for t in texts])
         self.decimal_point = torch.tensor(["." in t for t in texts])
-        self._lists = {
-            name: getattr(self, name).tolist() for name in ("numeric", "space", "digit", "decimal_point")
-        }
+        self._lists = {name: getattr(self, name).tolist() for name in ("numeric", "space", "digit", "decimal_point")}
 
     def to(self, device: torch.device | str) -> TokenClasses:
         for name in ("numeric", "space", "digit", "decimal_point"):
@@ -226,7 +220,6 @@ class DepthLMPredictor:
         self.show_progress = show_progress
         self.fast_images = fast_images
         self.classes = TokenClasses(processor.tokenizer).to(self.device)
-        self._prefix_ok: dict[str, bool] = {}
 
     @classmethod
     def from_pretrained(
@@ -268,26 +261,6 @@ class DepthLMPredictor:
         """`unify(self.processor, image, intrinsics)`."""
         return unify(self.processor, image, intrinsics)
 
-    def check_prefix(self, task: str = "distance") -> bool:
-        """Whether the forced prefix tokenizes as the start of a full answer does; logs a warning if not.
-
-        Forcing text whose tokens differ from the trained answer's (e.g. a tokenizer that merges the
-        space before a digit into the digit's token) shows the model a context it never saw.
-        """
-        if task not in self._prefix_ok:
-            tokenizer = self.processor.tokenizer
-            prefix = tokenizer(self.processor.answer_prefix(task), add_special_tokens=False)["input_ids"]
-            full = tokenizer(self.processor.format_answer(1.25, task), add_special_tokens=False)["input_ids"]
-            self._prefix_ok[task] = full[: len(prefix)] == prefix
-            if not self._prefix_ok[task]:
-                logger.warning(
-                    "The forced answer prefix %r of task %r does not tokenize as the start of a full answer; "
-                    "answers may differ from full generation.",
-                    self.processor.answer_prefix(task),
-                    task,
-                )
-        return self._prefix_ok[task]
-
     def predict(
         self,
         image: Image.Image | str | np.ndarray,
@@ -313,16 +286,12 @@ class DepthLMPredictor:
             `DepthPrediction` with Q = N / points-per-query answers.
         """
         spec = answers.get_task(task)
-        self.check_prefix(task)
         if spec.num_images != 1:
-            raise ValueError(
-                f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one image."
-            )
+            raise ValueError(f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one image.")
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         if len(pts) == 0 or len(pts) % spec.num_points:
             raise ValueError(
-                f"`points` must hold a non-zero multiple of {spec.num_points} pixels for task {task!r}, "
-                f"got {len(pts)}."
+                f"`points` must hold a non-zero multiple of {spec.num_points} pixels for task {task!r}, got {len(pts)}."
             )
         # A clear ValueError, in input-image terms, for points outside the image or too near its border.
         self.processor.prepare(image, intrinsics, pts)
@@ -380,7 +349,7 @@ class DepthLMPredictor:
         if size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
         base = self.processor.base_processor
-        prefix = self.processor.answer_prefix(task)
+        prefix = self.processor.forced_prefix(task)
         starts = range(0, len(rows), size)
         show = self.show_progress if progress is None else progress
         parts = [DepthPrediction([], np.zeros(0), [])]
@@ -433,8 +402,6 @@ class DepthLMPredictor:
             # A number still running at max_new_tokens may be cut short: better no answer than a wrong one.
             value = None if end is None else self.processor.parse_answer(text, task)
             values.append(value)
-            confidence.append(
-                math.nan if value is None else self.classes.confidence(tokens[:end], row_logprobs[:end])
-            )
+            confidence.append(math.nan if value is None else self.classes.confidence(tokens[:end], row_logprobs[:end]))
             texts.append(text)
         return DepthPrediction(values, np.array(confidence, dtype=np.float64), texts)

@@ -7,7 +7,7 @@ Drawing never mutates the input image.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -72,7 +72,9 @@ class MarkerStyle:
             return values
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"Unknown marker settings {sorted(unknown)}. Available: {sorted(cls.__dataclass_fields__)}.")
+            raise ValueError(
+                f"Unknown marker settings {sorted(unknown)}. Available: {sorted(cls.__dataclass_fields__)}."
+            )
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -116,7 +118,9 @@ def marker_fits(
     """
     pts = np.rint(_as_points(points))
     left, top, right, bottom = style.extent
-    return (pts[:, 0] - left >= 0) & (pts[:, 1] - top >= 0) & (pts[:, 0] + right < width) & (pts[:, 1] + bottom < height)
+    return (
+        (pts[:, 0] - left >= 0) & (pts[:, 1] - top >= 0) & (pts[:, 0] + right < width) & (pts[:, 1] + bottom < height)
+    )
 
 
 def draw_markers(

@@ -12,6 +12,7 @@ checkpoint stays usable by stock transformers and serving engines.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from transformers import ProcessorMixin
+from transformers import ImageProcessingMixin, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
 from . import answers
@@ -120,8 +121,8 @@ class VisualPromptProcessor(ProcessorMixin):
 
     def __init__(
         self,
-        image_processor=None,
-        tokenizer=None,
+        image_processor: ImageProcessingMixin | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         chat_template: str | None = None,
         base_processor_class: str = "Qwen2_5_VLProcessor",
         base_processor_kwargs: dict | None = None,
@@ -225,7 +226,7 @@ class VisualPromptProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------------------------------------- text
     def prompt_messages(self, question: str, num_images: int = 1) -> list[dict]:
-        """The user turn asking `question` about `num_images` images (a system turn first when `system_prompt` is set)."""
+        """The user turn asking `question` about `num_images` images (after a system turn if `system_prompt` is set)."""
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": question}]
         messages = [{"role": "user", "content": content}]
         if self.system_prompt:
@@ -258,7 +259,9 @@ class VisualPromptProcessor(ProcessorMixin):
                 raise ValueError("`points` need `intrinsics`: pass one camera per image.")
             return self.base_processor(images=images, text=text, **kwargs)
         if text is not None:
-            raise ValueError("Pass either `text` (plain VLM call) or `intrinsics` and `points` (visual prompts), not both.")
+            raise ValueError(
+                "Pass either `text` (plain VLM call) or `intrinsics` and `points` (visual prompts), not both."
+            )
         if not isinstance(question, str) or not question:
             raise ValueError(f"`question` must be a non-empty string for visual-prompt queries, got {question!r}.")
         prompt = self.base_processor.apply_chat_template(
@@ -268,15 +271,15 @@ class VisualPromptProcessor(ProcessorMixin):
         kwargs.setdefault("padding", True)
         kwargs.setdefault("padding_side", "left")
         kwargs.setdefault("return_tensors", "pt")
-        return self.base_processor(
-            images=query_images, text=[prompt + assistant_prefix] * len(query_images), **kwargs
-        )
+        return self.base_processor(images=query_images, text=[prompt + assistant_prefix] * len(query_images), **kwargs)
 
     def query_images(self, images, intrinsics, points, points_per_query: int = 1) -> list[list[Image.Image]]:
         """One marked model image per query (see `__call__`), each wrapped in a list (one image per conversation)."""
         image_list, camera_list = _as_list(images, "images"), _as_list(intrinsics, "intrinsics")
         if len(camera_list) != len(image_list):
-            raise ValueError(f"`intrinsics` has {len(camera_list)} cameras for {len(image_list)} images; pass one per image.")
+            raise ValueError(
+                f"`intrinsics` has {len(camera_list)} cameras for {len(image_list)} images; pass one per image."
+            )
         point_list = [None] * len(image_list) if points is None else _as_list(points, "points")
         if points is not None and len(image_list) == 1 and len(point_list) != 1:
             point_list = [points]
@@ -302,7 +305,9 @@ def _point_array(points) -> np.ndarray:
     try:
         pts = np.asarray(points, dtype=np.float64)
     except (ValueError, TypeError):
-        raise ValueError(f"`points` must be an (N, 2) array of [x, y] pixels; got a ragged or non-numeric {points!r}.") from None
+        raise ValueError(
+            f"`points` must be an (N, 2) array of [x, y] pixels; got a ragged or non-numeric {points!r}."
+        ) from None
     if pts.size == 0:
         return np.zeros((0, 2))
     if pts.ndim == 1 and pts.size == 2:
@@ -360,6 +365,17 @@ class DepthLMProcessor(VisualPromptProcessor):
         template = (self.answer_template if task == "distance" else None) or answers.get_task(task).answer
         return template.split("{value}")[0]
 
+    def forced_prefix(self, task: str = "distance") -> str:
+        """The part of `answer_prefix(task)` that tokenizes exactly as it does inside a training answer.
+
+        Tokenizers that glue a space to the digit after it ("Ġ3") would see a different context after
+        "around " than after "around" + "Ġ3" in training; then the trailing whitespace is left to the model.
+        """
+        prefix = self.answer_prefix(task)
+        encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+        prefix_ids, answer_ids = encode(prefix), encode(self.format_answer(1.25, task))
+        return prefix if answer_ids[: len(prefix_ids)] == prefix_ids else prefix.rstrip()
+
     def parse_answer(self, text: object, task: str = "distance") -> float | None:
         """The number in `text` in the task's unit, or `None`; never raises."""
         return answers.parse_answer(text, task)
@@ -399,7 +415,7 @@ class DepthLMProcessor(VisualPromptProcessor):
     ) -> BatchFeature:
         """Generation inputs for `task` queries (see `VisualPromptProcessor.__call__`), or a plain VLM call.
 
-        `force_answer_prefix=True` ends each prompt with `answer_prefix(task)`, so that the model only
+        `force_answer_prefix=True` ends each prompt with `forced_prefix(task)`, so that the model only
         generates the number. `task_fields` fill the question's placeholders (e.g. `{"time": 2.0}`).
         """
         if intrinsics is None:
@@ -414,6 +430,6 @@ class DepthLMProcessor(VisualPromptProcessor):
             points=points,
             question=self.question(task, **(task_fields or {})),
             points_per_query=spec.num_points,
-            assistant_prefix=self.answer_prefix(task) if force_answer_prefix else "",
+            assistant_prefix=self.forced_prefix(task) if force_answer_prefix else "",
             **kwargs,
         )

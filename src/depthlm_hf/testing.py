@@ -1,4 +1,4 @@
-"""A tiny, random, fully offline Qwen2.5-VL and its `DepthLMProcessor`, shared by tests, examples, benchmarks and the demo.
+"""A tiny, random, fully offline Qwen2.5-VL and its `DepthLMProcessor`, shared by tests, examples, benchmarks, demo.
 
 Nothing here touches the network: the tokenizer is trained on the spot with the `tokenizers` library (byte-level
 BPE over the task sentences, digits as single tokens as in the real Qwen tokenizers), the chat template is the

@@ -77,7 +77,7 @@ class VLLMPredictor:
         prompt = processor.base_processor.apply_chat_template(
             processor.task_messages(task, **(task_fields or {})), tokenize=False, add_generation_prompt=True
         )
-        prompt += processor.answer_prefix(task)
+        prompt += processor.forced_prefix(task)
         requests = [
             {
                 "prompt": prompt,
