@@ -39,20 +39,40 @@ _EXPORTS: dict[str, str] = {
     "PointCloud": "pointcloud",
     "metric_path": "metrics",
     "depth_metrics": "metrics",
+    "DepthLMScriptArguments": "configs",
+    "DepthLMSFTConfig": "configs",
+    "DepthLMGRPOConfig": "configs",
+    "GRPO_SYSTEM_PROMPT": "configs",
+    "get_reward": "rewards",
+    "REWARDS": "rewards",
+    "negative_l1": "rewards",
+    "negative_l2": "rewards",
+    "negative_absrel": "rewards",
+    "delta1": "rewards",
+    "format_reward": "rewards",
+    "ModelCardInfo": "modelcard",
+    "write_model_card": "modelcard",
+    "update_model_card": "modelcard",
 }
 
 __all__ = [
     "CameraIntrinsics",
     "CuratedDataset",
+    "DepthLMGRPOConfig",
     "DepthLMPredictor",
     "DepthLMProcessor",
+    "DepthLMSFTConfig",
+    "DepthLMScriptArguments",
     "DepthPrediction",
     "EvaluationView",
+    "GRPO_SYSTEM_PROMPT",
     "InvalidRecordError",
     "MarkerStyle",
     "MixtureView",
+    "ModelCardInfo",
     "PRESETS",
     "PointCloud",
+    "REWARDS",
     "SCENE_PRESETS",
     "SceneConfig",
     "SyntheticDataset",
@@ -61,19 +81,28 @@ __all__ = [
     "TrainingViewConfig",
     "VisualPromptProcessor",
     "build_sample",
+    "delta1",
     "depth_metrics",
     "format_answer",
+    "format_reward",
+    "get_reward",
     "load_curated",
     "metric_path",
+    "negative_absrel",
+    "negative_l1",
+    "negative_l2",
     "parse_answer",
     "point_cloud",
     "record_features",
     "render_scene",
     "rgbd_to_record",
+    "update_model_card",
+    "write_model_card",
 ]
 
 if TYPE_CHECKING:
     from .answers import TASKS, format_answer, parse_answer
+    from .configs import GRPO_SYSTEM_PROMPT, DepthLMGRPOConfig, DepthLMScriptArguments, DepthLMSFTConfig
     from .data import (
         CuratedDataset,
         EvaluationView,
@@ -89,8 +118,10 @@ if TYPE_CHECKING:
     from .inference import DepthLMPredictor, DepthPrediction
     from .markers import MarkerStyle
     from .metrics import depth_metrics, metric_path
+    from .modelcard import ModelCardInfo, update_model_card, write_model_card
     from .pointcloud import PointCloud, point_cloud
     from .processing import PRESETS, DepthLMProcessor, VisualPromptProcessor
+    from .rewards import REWARDS, delta1, format_reward, get_reward, negative_absrel, negative_l1, negative_l2
     from .synthetic import SCENE_PRESETS, SceneConfig, SyntheticDataset, render_scene
     from .tasks import build_sample
 

@@ -60,10 +60,10 @@ def metric_reward(prediction: float, target: float, metric: Metric) -> float:
 
     `l1`: -|p - t|; `l2`: -(p - t)^2; `absrel`: -|p - t| / t; `delta1`: 1.0 if max(p/t, t/p) < 1.25 else 0.0.
 
-    >>> [metric_reward(3.0, 2.0, metric) for metric in ("l1", "l2", "absrel")]
-    [-1.0, -1.0, -0.5]
-    >>> [metric_reward(prediction, 2.0, "delta1") for prediction in (2.4, 2.6, 0.0)]
-    [1.0, 0.0, 0.0]
+    >>> tuple(metric_reward(3.0, 2.0, metric) for metric in ("l1", "l2", "absrel"))
+    (-1.0, -1.0, -0.5)
+    >>> tuple(metric_reward(prediction, 2.0, "delta1") for prediction in (2.4, 2.6, 0.0))
+    (1.0, 0.0, 0.0)
     """
     error = prediction - target
     if metric == "l1":
