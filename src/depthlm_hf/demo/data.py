@@ -1,0 +1,254 @@
+"""Demo data: mixed-camera ground-plane scenes, and the images the model sees for each query.
+
+Every scene is rendered by :func:`depthlm_hf.synthetic.render_scene` at its native camera (640x480,
+focal 300-1500 px, fixed height, random pitch). The full method resizes it so the focal length becomes
+`unified_focal` (the processor's unification) and shows the model a `width` x `height` crop *centred on
+the query pixel*, with the red arrow at the centre. The "focal" ablation does the same on the whole
+native frame resized to `width` x `height` (apparent scale then varies with the camera); the "marker"
+ablation shows the unified window centred on the principal point, without marker, and writes the pixel
+in the question. Query pixels are drawn in the unified window (log-uniform in distance) and mapped to
+the other views, so every mode answers about the same physical points.
+
+Each scene is kept as a *canvas*: a 2`width` x 2`height` image whose centre is the principal point
+(black where the camera saw nothing), from which query crops are cut on the fly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..geometry import CameraIntrinsics, PixelTransform
+from ..markers import MarkerStyle, draw_markers, marker_fits
+from ..processing import DepthLMProcessor
+from ..synthetic import SCENE_PRESETS, SceneConfig, render_scene
+
+Mode = Literal["full", "focal", "marker"]
+MODES: tuple[str, ...] = ("full", "focal", "marker")
+
+COORDINATE_QUESTION = "How many meters is the point at pixel ({x}, {y}) from the camera?"
+"""The "marker" ablation's question: the query pixel is written as text and no marker is drawn."""
+
+
+@dataclass(frozen=True)
+class DemoScenes:
+    """How the demo's scenes and model images look.
+
+    Args:
+        width, height: model image size [px] (multiples of 28: 2x2 merged 14 px patches per token).
+        unified_focal: focal length f* [px] of the full method's model images.
+        focal: range of the native cameras' focal lengths [px] (log-uniform), 640x480 images.
+        camera_height: camera centre above the ground [m] (low, so the horizon is in the crop of near points).
+        pitch: range of the downward camera tilt [deg]: the horizon row varies, so a pixel's row alone does
+            not give its distance (the model has to look at the image).
+        distance: range of query distances [m], sampled log-uniform.
+        tile: ground checker tile [m].
+    """
+
+    width: int = 112
+    height: int = 84
+    unified_focal: float = 270.0
+    focal: tuple[float, float] = (300.0, 1500.0)
+    camera_height: float = 0.31
+    pitch: tuple[float, float] = (0.0, 8.0)
+    distance: tuple[float, float] = (2.0, 14.0)
+    tile: float = 0.5
+
+    def scene_config(self) -> SceneConfig:
+        """The `SceneConfig` of the native cameras (the "ground" preset with mixed focal lengths)."""
+        return replace(
+            SCENE_PRESETS["ground"],
+            width=(640, 640),
+            height=(480, 480),
+            focal=self.focal,
+            camera_height=(self.camera_height, self.camera_height),
+            pitch=self.pitch,
+            tile=self.tile,
+            depth_range=(0.1, 1000.0),
+        )
+
+
+@dataclass
+class SceneBank:
+    """Rendered scenes and their queries, in canvas coordinates (see the module docstring).
+
+    Attributes:
+        canvas: (S, 2H, 2W, 3) uint8 scene canvases of the mode's view (unified, or the resized native
+            frame in the "focal" mode), principal point at the centre.
+        intrinsics: S cameras of the canvases (true intrinsics, used to back-project).
+        points: (S, P, 2) int [px] query pixels on the canvases.
+        text_points: (S, P, 2) int [px] the same queries in the unified `width` x `height` window (the
+            "marker" ablation's text coordinates).
+        distance: (S, P) [m] Euclidean distance of each query (the label).
+        depth: (S, 2H, 2W) [m] distance of every canvas pixel (NaN where nothing was seen), or None.
+        focal: (S,) [px] native focal length of each scene.
+    """
+
+    canvas: np.ndarray
+    intrinsics: list[CameraIntrinsics]
+    points: np.ndarray
+    text_points: np.ndarray
+    distance: np.ndarray
+    depth: np.ndarray | None
+    focal: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) [px] of the model images."""
+        return self.canvas.shape[2] // 2, self.canvas.shape[1] // 2
+
+    def window(self) -> tuple[int, int]:
+        """(left, top) [px] of the principal-point-centred model window on the canvas."""
+        w, h = self.size
+        return w // 2, h // 2
+
+    def subset(self, scenes: Sequence[int], points: np.ndarray | None = None) -> SceneBank:
+        """Scenes `scenes` (repeats allowed); with `points` (N, 2) [px] on the canvas, one query per entry.
+
+        Explicit `points` are taken as unified-window queries for the text coordinates, so use them with
+        the "full" and "marker" modes, or for pictures only in the "focal" mode.
+        """
+        idx = np.asarray(scenes, dtype=np.int64)
+        depth = None if self.depth is None else self.depth[idx]
+        cams = [self.intrinsics[i] for i in idx]
+        if points is None:
+            return SceneBank(
+                self.canvas[idx], cams, self.points[idx], self.text_points[idx], self.distance[idx], depth,
+                self.focal[idx],
+            )
+        if self.depth is None:
+            raise ValueError("`points` need the depth maps: render the bank with `keep_depth=True`.")
+        pts = np.asarray(points, dtype=np.int64).reshape(-1, 1, 2)
+        labels = depth[np.arange(len(idx)), pts[:, 0, 1], pts[:, 0, 0]][:, None]
+        text = pts - np.array(self.window())
+        return SceneBank(self.canvas[idx], cams, pts, text, labels, depth, self.focal[idx])
+
+
+def _pick_points(
+    depth: np.ndarray, allowed: np.ndarray, distance: tuple[float, float], num: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`num` pixels (N, 2) [px] where `allowed`, log-uniform in `depth` over the `distance` range [m]."""
+    lo, hi = distance
+    ok = allowed & np.isfinite(depth) & (depth >= lo) & (depth <= hi)
+    if not ok.any():
+        ok = allowed & np.isfinite(depth)
+    ys, xs = np.nonzero(ok)
+    logd = np.log(depth[ys, xs])
+    # Inverse density in log-distance bins flattens the label distribution (far rows are few pixels tall).
+    counts, edges = np.histogram(logd, bins=16)
+    weight = 1.0 / counts[np.clip(np.digitize(logd, edges) - 1, 0, 15)]
+    pick = rng.choice(len(xs), size=num, replace=len(xs) < num, p=weight / weight.sum())
+    return np.stack([xs[pick], ys[pick]], axis=-1)
+
+
+def _resize(image: Image.Image, transform: PixelTransform) -> Image.Image:
+    """`image` through the resize `transform` (the processor's focal unification).
+
+    Same as `depthlm_hf.imaging.apply_transform`, with the source box clamped to the image: rounding can
+    make it start at -1e-16 px, which PIL rejects.
+    """
+    left, top, right, bottom = transform.source_box()
+    box = (max(0.0, left), max(0.0, top), min(float(image.width), right), min(float(image.height), bottom))
+    return image.resize((transform.out_width, transform.out_height), Image.Resampling.BICUBIC, box=box)
+
+
+def _to_canvas(image: Image.Image, intr: CameraIntrinsics, width: int, height: int):
+    """Paste `image` on a black 2`width` x 2`height` canvas with its principal point at the centre.
+
+    Returns the canvas, its intrinsics and the integer (dx, dy) [px] added to image coordinates.
+    """
+    dx, dy = round(width - 0.5 - intr.cx), round(height - 0.5 - intr.cy)
+    canvas = Image.new("RGB", (2 * width, 2 * height))
+    canvas.paste(image.convert("RGB"), (dx, dy))
+    cam = CameraIntrinsics(intr.fx, intr.fy, intr.cx + dx, intr.cy + dy, 2 * width, 2 * height)
+    return canvas, cam, (dx, dy)
+
+
+def _canvas_depth(native_depth: np.ndarray, transform: PixelTransform, shift, width: int, height: int) -> np.ndarray:
+    """(2H, 2W) [m]: for each canvas pixel, the distance of the native pixel nearest to where it comes from."""
+    grid = np.stack(np.meshgrid(np.arange(2 * width), np.arange(2 * height)), -1).reshape(-1, 2)
+    src = np.rint(transform.unmap_points(grid - np.asarray(shift))).astype(np.int64)
+    h, w = native_depth.shape
+    inside = (src[:, 0] >= 0) & (src[:, 0] < w) & (src[:, 1] >= 0) & (src[:, 1] < h)
+    out = np.full(len(grid), np.nan)
+    out[inside] = native_depth[src[inside, 1], src[inside, 0]]
+    return out.reshape(2 * height, 2 * width)
+
+
+def render_bank(
+    spec: DemoScenes,
+    processor: DepthLMProcessor,
+    num_scenes: int,
+    points_per_scene: int,
+    seed: int,
+    mode: Mode = "full",
+    keep_depth: bool = False,
+    desc: str = "scenes",
+) -> SceneBank:
+    """Render `num_scenes` scenes (deterministic in `seed`) and pick `points_per_scene` queries in each."""
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
+    config = spec.scene_config()
+    w, h = spec.width, spec.height
+    # Queries sit in the unified window, where an arrow fits and a text coordinate names a visible pixel.
+    window = np.zeros((2 * h, 2 * w), bool)
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
+    window[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = marker_fits(grid, w, h, processor.marker_style).reshape(h, w)
+    canvases, cameras, points, text_points, labels, depths, focals = [], [], [], [], [], [], []
+    for index in tqdm(range(num_scenes), desc=desc, leave=False):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        view = render_scene(config, rng)
+        native, image = view.camera.intrinsics, Image.fromarray(view.image)
+        native_depth = np.where(view.valid, view.depth, np.nan)
+        unify = processor.focal_transform(native)
+        canvas, cam, shift = _to_canvas(_resize(image, unify), unify.map_intrinsics(native), w, h)
+        depth = _canvas_depth(native_depth, unify, shift, w, h)
+        upts = _pick_points(depth, window, spec.distance, points_per_scene, rng)
+        labels.append(depth[upts[:, 1], upts[:, 0]])
+        text_points.append(upts - [w // 2, h // 2])
+        if mode == "focal":
+            raw = PixelTransform(w / native.width, h / native.height, 0.5 * w / native.width - 0.5,
+                                 0.5 * h / native.height - 0.5, w, h)
+            resized = image.resize((w, h), Image.Resampling.BICUBIC)
+            native_pts = unify.unmap_points(upts - np.asarray(shift))
+            canvas, cam, raw_shift = _to_canvas(resized, raw.map_intrinsics(native), w, h)
+            upts = np.rint(raw.map_points(native_pts) + raw_shift).astype(np.int64)
+            depth = _canvas_depth(native_depth, raw, raw_shift, w, h)
+        canvases.append(np.asarray(canvas))
+        cameras.append(cam)
+        points.append(upts)
+        depths.append(depth.astype(np.float32))
+        focals.append(native.fx)
+    return SceneBank(
+        np.stack(canvases), cameras, np.stack(points), np.stack(text_points), np.stack(labels),
+        np.stack(depths) if keep_depth else None, np.array(focals),
+    )
+
+
+def model_image(bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle) -> Image.Image:
+    """The image the model sees for query `point` of `scene`.
+
+    Full method and "focal" ablation: the crop centred on the query, with the arrow at its centre.
+    "marker" ablation: the principal-point window, no marker.
+    """
+    w, h = bank.size
+    canvas = Image.fromarray(bank.canvas[scene])
+    if mode == "marker":
+        left, top = bank.window()
+        return canvas.crop((left, top, left + w, top + h))
+    x, y = (int(v) for v in bank.points[scene, point])
+    crop = canvas.crop((x - w // 2, y - h // 2, x - w // 2 + w, y - h // 2 + h))
+    return draw_markers(crop, [[w // 2, h // 2]], style)
+
+
+def question(processor: DepthLMProcessor, bank: SceneBank, scene: int, point: int, mode: Mode) -> str:
+    """The question of query `point` of `scene` (pixel coordinates in the text for the "marker" ablation)."""
+    if mode == "marker":
+        x, y = bank.text_points[scene, point]
+        return COORDINATE_QUESTION.format(x=int(x), y=int(y))
+    return processor.question("distance")
