@@ -62,3 +62,18 @@ def test_apply_transform_puts_pixels_where_the_map_says():
     assert out[y, x, 0] == 255
     ys, xs = np.nonzero(out[..., 0])
     assert (xs.mean(), ys.mean()) == pytest.approx(tuple(t.map_points([[10, 7]])[0]), abs=0.01)
+
+
+def test_apply_transform_tolerates_rounding_at_the_edges_and_refuses_real_overreach():
+    from depthlm_hf.geometry import PixelTransform
+
+    image = Image.new("RGB", (640, 480))
+    # 1000 / 559.62 style factors whose exact box edges land at +-1e-16 px after rounding.
+    for focal in (270.0, 333.3, 1000.0, 1234.5):
+        camera = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
+        t = unify_focal_length(camera, focal)
+        assert apply_transform(image, t).size == (t.out_width, t.out_height)
+    nudged = PixelTransform(2.0, 2.0, 0.5 + 1e-12, 0.5, 1280, 960)
+    assert apply_transform(image, nudged).size == (1280, 960)
+    with pytest.raises(ValueError, match="reads outside the 640x480 image"):
+        apply_transform(image, PixelTransform(2.0, 2.0, 10.0, 0.5, 1280, 960))

@@ -100,4 +100,13 @@ def apply_transform(
         if (left, top) == (0, 0) and size == image.size:
             return image.copy()
         return image.crop((left, top, left + size[0], top + size[1]))
-    return image.resize(size, resample=resample, box=transform.source_box())
+    left, top, right, bottom = transform.source_box()
+    # Floating-point rounding can put an exact edge at -1e-16 px or W + 1e-13 px, which PIL refuses.
+    eps = 1e-6
+    if left < -eps or top < -eps or right > image.width + eps or bottom > image.height + eps:
+        raise ValueError(
+            f"`transform` reads outside the {image.width}x{image.height} image (source box "
+            f"{(left, top, right, bottom)}); it must map into the image."
+        )
+    box = (max(0.0, left), max(0.0, top), min(float(image.width), right), min(float(image.height), bottom))
+    return image.resize(size, resample=resample, box=box)
