@@ -40,7 +40,9 @@ def test_fast_demo_report_figures_are_finite(fast_report):
     for key in ("model_delta1", "best_constant_delta1", "constant_2_delta1", "parse_rate"):
         assert 0.0 <= saved[key] <= 1.0
     curve = saved["learning_curve"]
-    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == demo.FAST["max_steps"]
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == demo.FAST[
+        "max_steps"
+    ]
     assert all(math.isfinite(p[k]) for p in curve for k in ("step", "delta1", "loss", "seconds"))
     assert "delta1" in (out / "report.md").read_text()
 
@@ -59,7 +61,9 @@ def test_ablation_must_be_known():
 
 def test_modes_ask_about_the_same_points():
     spec = DemoScenes()
-    processor = demo_processor(spec.width, spec.height, spec.unified_focal, {"shape": "arrow", "size": 8, "thickness": 2})
+    processor = demo_processor(
+        spec.width, spec.height, spec.unified_focal, {"shape": "arrow", "size": 8, "thickness": 2}
+    )
     banks = {mode: render_bank(spec, processor, 3, 2, seed=7, mode=mode) for mode in ("full", "focal", "marker")}
     for bank in banks.values():
         np.testing.assert_array_equal(bank.distance, banks["full"].distance)

@@ -118,7 +118,12 @@ class SceneBank:
         cams = [self.intrinsics[i] for i in idx]
         if points is None:
             return SceneBank(
-                self.canvas[idx], cams, self.points[idx], self.text_points[idx], self.distance[idx], depth,
+                self.canvas[idx],
+                cams,
+                self.points[idx],
+                self.text_points[idx],
+                self.distance[idx],
+                depth,
                 self.focal[idx],
             )
         if self.depth is None:
@@ -212,8 +217,9 @@ def render_bank(
         labels.append(depth[upts[:, 1], upts[:, 0]])
         text_points.append(upts - [w // 2, h // 2])
         if mode == "focal":
-            raw = PixelTransform(w / native.width, h / native.height, 0.5 * w / native.width - 0.5,
-                                 0.5 * h / native.height - 0.5, w, h)
+            raw = PixelTransform(
+                w / native.width, h / native.height, 0.5 * w / native.width - 0.5, 0.5 * h / native.height - 0.5, w, h
+            )
             resized = image.resize((w, h), Image.Resampling.BICUBIC)
             native_pts = unify.unmap_points(upts - np.asarray(shift))
             canvas, cam, raw_shift = _to_canvas(resized, raw.map_intrinsics(native), w, h)
@@ -225,8 +231,13 @@ def render_bank(
         depths.append(depth.astype(np.float32))
         focals.append(native.fx)
     return SceneBank(
-        np.stack(canvases), cameras, np.stack(points), np.stack(text_points), np.stack(labels),
-        np.stack(depths) if keep_depth else None, np.array(focals),
+        np.stack(canvases),
+        cameras,
+        np.stack(points),
+        np.stack(text_points),
+        np.stack(labels),
+        np.stack(depths) if keep_depth else None,
+        np.array(focals),
     )
 
 

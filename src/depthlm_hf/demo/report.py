@@ -44,7 +44,7 @@ def plot_examples(
     n = len(images)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.5 * rows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.0 * rows), dpi=100, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, truth, pred in zip(axes.ravel(), images, truths, predictions, strict=False):
@@ -67,7 +67,12 @@ def plot_point_cloud(cloud: PointCloud, truth: np.ndarray, image: Image.Image, p
     ok = cloud.valid
     axes[1].scatter(truth[:, 0], truth[:, 2], s=6, c="lightgray", label="ground truth")
     axes[1].scatter(
-        cloud.points[ok, 0], cloud.points[ok, 2], s=6, c=cloud.colors[ok] / 255.0, edgecolors="k", linewidths=0.2,
+        cloud.points[ok, 0],
+        cloud.points[ok, 2],
+        s=6,
+        c=cloud.colors[ok] / 255.0,
+        edgecolors="k",
+        linewidths=0.2,
         label="model",
     )
     axes[1].set(xlabel="x [m]", ylabel="z (forward) [m]", title="point cloud, top view")

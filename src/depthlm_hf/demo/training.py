@@ -20,7 +20,9 @@ from .data import Mode, SceneBank, model_image, question
 
 def _linear_patch_embed(self, hidden_states: torch.Tensor) -> torch.Tensor:
     weight = self.proj.weight
-    return torch.nn.functional.linear(hidden_states.to(weight.dtype).reshape(hidden_states.shape[0], -1), weight.flatten(1))
+    return torch.nn.functional.linear(
+        hidden_states.to(weight.dtype).reshape(hidden_states.shape[0], -1), weight.flatten(1)
+    )
 
 
 def use_linear_patch_embedding(model: Qwen2_5_VLForConditionalGeneration) -> None:
@@ -115,7 +117,9 @@ def predict(
         # The answer's fixed start is forced, as `DepthLMPredictor` does: the model generates the number.
         prompts = [
             processor.apply_chat_template(
-                processor.prompt_messages(question(processor, bank, s, p, mode)), add_generation_prompt=True, tokenize=False
+                processor.prompt_messages(question(processor, bank, s, p, mode)),
+                add_generation_prompt=True,
+                tokenize=False,
             )
             + prefix
             for s, p in chunk
@@ -175,15 +179,16 @@ class LearningCurve(TrainerCallback):
             if self.points and not np.isfinite(self.points[-1]["loss"]):
                 self.points[-1]["loss"] = self._loss
 
+    def on_train_end(self, args, state, control, **kwargs):
+        for point in self.points:  # a last point on a step that was not logged keeps the latest loss
+            if not np.isfinite(point["loss"]):
+                point["loss"] = self._loss
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             result = evaluate(model, self.processor, self.bank, self.mode, self.num)
+            delta1 = result["metrics"]["delta1"]
             self.points.append(
-                {
-                    "step": state.global_step,
-                    "delta1": result["metrics"]["delta1"],
-                    "loss": self._loss,
-                    "seconds": time.time() - self.start,
-                }
+                {"step": state.global_step, "delta1": delta1, "loss": float("nan"), "seconds": time.time() - self.start}
             )
-            tqdm.write(f"step {state.global_step}: held-out delta1 {result['metrics']['delta1']:.3f} ({self.num} scenes)")
+            tqdm.write(f"step {state.global_step}: held-out delta1 {delta1:.3f} ({self.num} scenes)")

@@ -11,25 +11,23 @@ loss on the answer only), held-out evaluation against constants, pictures, point
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from depthlm_hf.configs import DepthLMSFTConfig
-from depthlm_hf.demo.data import DemoScenes, render_bank
+from depthlm_hf.demo.data import DemoScenes, model_image, render_bank
 from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
 from depthlm_hf.demo.training import (
     LearningCurve,
@@ -40,13 +38,10 @@ from depthlm_hf.demo.training import (
     evaluate,
     predict,
 )
-from depthlm_hf.demo.data import model_image
 from depthlm_hf.geometry import backproject
 from depthlm_hf.markers import marker_fits
 from depthlm_hf.pointcloud import PointCloud, query_grid
 from depthlm_hf.scripts.sft import AnswerOnlyCollator, index_dataset
-
-logger = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
     "full": "Full method: a red arrow marks the query pixel and every image is resized to the unified focal length.",
@@ -104,9 +99,9 @@ FAST: dict[str, Any] = {
     "train_scenes": 24,
     "points_per_scene": 8,
     "eval_scenes": 24,
-    "max_steps": 16,
+    "max_steps": 60,
     "batch_size": 8,
-    "curve_every": 8,
+    "curve_every": 30,
     "curve_scenes": 8,
     "point_cloud_points": 24,
 }
@@ -149,7 +144,7 @@ def _point_cloud(model, processor, bank, mode: str, scene: int, num_points: int)
     grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
     fits = np.zeros(depth.shape, bool)
     fits[top : top + h, left : left + w] = marker_fits(grid, w, h, style).reshape(h, w)
-    fits &= np.isfinite(depth) & (depth <= 2 * DemoScenes().distance[1])
+    fits &= np.isfinite(depth) & (depth <= DemoScenes().distance[1])  # the trained range
     pixels, shape = query_grid(camera, num_points, fits)
     ask = np.flatnonzero(fits[pixels[:, 1], pixels[:, 0]])  # grid pixels on the sky are not asked
     queries = bank.subset([scene] * len(ask), pixels[ask])
@@ -184,15 +179,23 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     constants = constant_baselines(eval_bank.distance[:, 0])
 
     model = build_model(
-        args.seed, processor, args.hidden_size, args.num_layers, args.vision_hidden_size, args.vision_depth,
-        args.rope_theta, args.vision_rope_theta,
+        args.seed,
+        processor,
+        args.hidden_size,
+        args.num_layers,
+        args.vision_hidden_size,
+        args.vision_depth,
+        args.rope_theta,
+        args.vision_rope_theta,
     )
     curve = LearningCurve(processor, eval_bank, mode, args.curve_every, args.curve_scenes)
     trainer = SFTTrainer(
         model=model,
         args=_training_args(args, output_dir),
         data_collator=AnswerOnlyCollator(processor=processor, completion_only_loss=True),
-        train_dataset=index_dataset(args.max_steps * args.batch_size, TrainingRows(train_bank, processor, mode, args.seed), "sft"),
+        train_dataset=index_dataset(
+            args.max_steps * args.batch_size, TrainingRows(train_bank, processor, mode, args.seed), "sft"
+        ),
         processing_class=processor,
         callbacks=[curve],
     )
@@ -232,7 +235,8 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
         "batch_size": args.batch_size,
         "scenes": asdict(spec),
         "arguments": asdict(args),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__} ({args.threads} threads)",
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} thread(s)",
         "command": command,
         "wall_seconds": time.time() - start,
     }
