@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..geometry import CameraIntrinsics, PixelTransform
+from ..imaging import apply_transform
 from ..markers import MarkerStyle, draw_markers, marker_fits
 from ..processing import DepthLMProcessor
 from ..synthetic import SCENE_PRESETS, SceneConfig, render_scene
@@ -151,17 +152,6 @@ def _pick_points(
     return np.stack([xs[pick], ys[pick]], axis=-1)
 
 
-def _resize(image: Image.Image, transform: PixelTransform) -> Image.Image:
-    """`image` through the resize `transform` (the processor's focal unification).
-
-    Same as `depthlm_hf.imaging.apply_transform`, with the source box clamped to the image: rounding can
-    make it start at -1e-16 px, which PIL rejects.
-    """
-    left, top, right, bottom = transform.source_box()
-    box = (max(0.0, left), max(0.0, top), min(float(image.width), right), min(float(image.height), bottom))
-    return image.resize((transform.out_width, transform.out_height), Image.Resampling.BICUBIC, box=box)
-
-
 def _to_canvas(image: Image.Image, intr: CameraIntrinsics, width: int, height: int):
     """Paste `image` on a black 2`width` x 2`height` canvas with its principal point at the centre.
 
@@ -211,7 +201,7 @@ def render_bank(
         native, image = view.camera.intrinsics, Image.fromarray(view.image)
         native_depth = np.where(view.valid, view.depth, np.nan)
         unify = processor.focal_transform(native)
-        canvas, cam, shift = _to_canvas(_resize(image, unify), unify.map_intrinsics(native), w, h)
+        canvas, cam, shift = _to_canvas(apply_transform(image, unify), unify.map_intrinsics(native), w, h)
         depth = _canvas_depth(native_depth, unify, shift, w, h)
         upts = _pick_points(depth, window, spec.distance, points_per_scene, rng)
         labels.append(depth[upts[:, 1], upts[:, 0]])
