@@ -1,7 +1,7 @@
 """`depthlm demo`: a tiny VLM learns metric depth from scratch on CPU, evaluated against constant baselines.
 
     depthlm demo --output-dir demo_out                     # full method: markers + unified focal length
-    depthlm demo --output-dir demo_out --fast              # ~1-2 min smoke run (CI)
+    depthlm demo --output-dir demo_out --fast              # ~20 s smoke run (CI)
     depthlm demo --output-dir demo_focal --ablation focal  # no focal unification (whole frame resized)
     depthlm demo --output-dir demo_marker --ablation marker  # pixel as text coordinates, no marker
 
@@ -44,19 +44,22 @@ from depthlm_hf.pointcloud import PointCloud, query_grid
 from depthlm_hf.scripts.sft import AnswerOnlyCollator, index_dataset
 
 DESCRIPTIONS = {
-    "full": "Full method: a red arrow marks the query pixel and every image is resized to the unified focal length.",
+    "full": "Full method: every image is resized to the unified focal length, the model sees the crop centred on "
+    "the query pixel and a red arrow marks it.",
     "focal": "Ablation `focal`: no focal unification; the whole native frame is resized to the model image size, "
     "so the apparent scale of the scene varies with the camera (focal 300-1500 px).",
-    "marker": "Ablation `marker`: no marker; the query pixel is given as text coordinates in the question.",
+    "marker": "Ablation `marker`: no marker; the model sees the unified window centred on the principal point and "
+    "the query pixel is given as text coordinates in the question.",
 }
 
 
 @dataclass
 class DemoArguments:
-    """Options of `depthlm demo` (defaults: the full demo, ~15 min on 2 CPU cores)."""
+    """Options of `depthlm demo` (defaults: the full demo, ~5-6 min on 2 shared CPU cores; `--fast` overrides
+    the sizes with `FAST`)."""
 
     output_dir: str = field(default="demo_output", metadata={"help": "Folder for the report, pictures and model."})
-    fast: bool = field(default=False, metadata={"help": "Smoke mode (~1-2 min): a few scenes and steps."})
+    fast: bool = field(default=False, metadata={"help": "Smoke mode (~20 s): a few scenes and steps."})
     ablation: str | None = field(
         default=None, metadata={"help": "None (full method), 'focal' (no unification) or 'marker' (text coordinates)."}
     )
@@ -247,7 +250,10 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Accept the dashed spelling of the documented flags as well as TRL's underscores.
-    argv = [a.replace("--output-dir", "--output_dir") for a in argv]
+    argv = [
+        "--output_dir" + a[len("--output-dir") :] if a == "--output-dir" or a.startswith("--output-dir=") else a
+        for a in argv
+    ]
     (args,) = make_parser().parse_args_and_config(argv)
     report = run(args, "depthlm demo " + shlex.join(argv))
     print(
