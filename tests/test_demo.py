@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,10 +70,18 @@ def test_modes_ask_about_the_same_points():
         np.testing.assert_array_equal(bank.distance, banks["full"].distance)
         assert bank.canvas.shape == (3, 2 * spec.height, 2 * spec.width, 3)
     assert ((banks["full"].distance >= spec.distance[0]) & (banks["full"].distance <= spec.distance[1])).all()
-    # Full method: the crop is centred on the query and the arrow sits at its centre (red there).
+    # Full method (default crop="query"): the window is centred on the query, the arrow at its centre.
     image = np.asarray(model_image(banks["full"], 0, 0, "full", processor.marker_style))
     assert image.shape == (spec.height, spec.width, 3)
     assert tuple(image[spec.height // 2, spec.width // 2 - 1]) == (255, 0, 0)
+    # crop="principal" (the paper's): the window is centred on the principal point, the arrow on the query.
+    paper_bank = render_bank(replace(spec, crop="principal"), processor, 3, 2, seed=7, mode="full")
+    np.testing.assert_array_equal(paper_bank.distance, banks["full"].distance)
+    paper = np.asarray(model_image(paper_bank, 0, 0, "full", processor.marker_style))
+    x, y = paper_bank.points[0, 0] - np.array(paper_bank.window())
+    assert tuple(paper[y, x - 1]) == (255, 0, 0)  # the arrow's shaft ends on the query pixel
+    with pytest.raises(ValueError, match="`crop` must be one of principal, query"):
+        DemoScenes(crop="corner")
     # Marker ablation: no arrow, the pixel is in the question.
     x, y = banks["marker"].text_points[0, 0]
     assert question(processor, banks["marker"], 0, 0, "marker").endswith(f"pixel ({x}, {y}) from the camera?")

@@ -31,6 +31,8 @@ from ..synthetic import SCENE_PRESETS, SceneConfig, render_scene
 
 Mode = Literal["full", "focal", "marker"]
 MODES: tuple[str, ...] = ("full", "focal", "marker")
+Crop = Literal["principal", "query"]
+CROPS: tuple[str, ...] = ("principal", "query")
 
 COORDINATE_QUESTION = "How many meters is the point at pixel ({x}, {y}) from the camera?"
 """The "marker" ablation's question: the query pixel is written as text and no marker is drawn."""
@@ -49,6 +51,9 @@ class DemoScenes:
             not give its distance (the model has to look at the image).
         distance: range of query distances [m], sampled log-uniform.
         tile: ground checker tile [m].
+        crop: "query": the window is centred on the query (the marker at its centre: the horizon's offset then
+            tells the distance, a cue the tiny model learns in minutes); "principal": centred on the principal
+            point, as in the paper (the marker is wherever the query is; not learnt at this scale, see docs).
     """
 
     width: int = 112
@@ -59,6 +64,11 @@ class DemoScenes:
     pitch: tuple[float, float] = (0.0, 8.0)
     distance: tuple[float, float] = (2.0, 14.0)
     tile: float = 0.5
+    crop: Crop = "query"
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise ValueError(f"`crop` must be one of {', '.join(CROPS)}, got {self.crop!r}.")
 
     def scene_config(self) -> SceneConfig:
         """The `SceneConfig` of the native cameras (the "ground" preset with mixed focal lengths)."""
@@ -97,6 +107,7 @@ class SceneBank:
     distance: np.ndarray
     depth: np.ndarray | None
     focal: np.ndarray
+    crop: Crop = "query"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -126,13 +137,14 @@ class SceneBank:
                 self.distance[idx],
                 depth,
                 self.focal[idx],
+                self.crop,
             )
         if self.depth is None:
             raise ValueError("`points` need the depth maps: render the bank with `keep_depth=True`.")
         pts = np.asarray(points, dtype=np.int64).reshape(-1, 1, 2)
         labels = depth[np.arange(len(idx)), pts[:, 0, 1], pts[:, 0, 0]][:, None]
         text = pts - np.array(self.window())
-        return SceneBank(self.canvas[idx], cams, pts, text, labels, depth, self.focal[idx])
+        return SceneBank(self.canvas[idx], cams, pts, text, labels, depth, self.focal[idx], self.crop)
 
 
 def _pick_points(
@@ -228,23 +240,25 @@ def render_bank(
         np.stack(labels),
         np.stack(depths) if keep_depth else None,
         np.array(focals),
+        spec.crop,
     )
 
 
 def model_image(bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle) -> Image.Image:
     """The image the model sees for query `point` of `scene`.
 
-    Full method and "focal" ablation: the crop centred on the query, with the arrow at its centre.
-    "marker" ablation: the principal-point window, no marker.
+    Full method and "focal" ablation: the `bank.crop` window (principal-point or query centred) with the
+    marker on the query. "marker" ablation: the principal-point window, no marker.
     """
     w, h = bank.size
     canvas = Image.fromarray(bank.canvas[scene])
-    if mode == "marker":
-        left, top = bank.window()
-        return canvas.crop((left, top, left + w, top + h))
     x, y = (int(v) for v in bank.points[scene, point])
-    crop = canvas.crop((x - w // 2, y - h // 2, x - w // 2 + w, y - h // 2 + h))
-    return draw_markers(crop, [[w // 2, h // 2]], style)
+    if mode == "marker" or bank.crop == "principal":
+        left, top = bank.window()
+    else:
+        left, top = x - w // 2, y - h // 2
+    crop = canvas.crop((left, top, left + w, top + h))
+    return crop if mode == "marker" else draw_markers(crop, [[x - left, y - top]], style)
 
 
 def question(processor: DepthLMProcessor, bank: SceneBank, scene: int, point: int, mode: Mode) -> str:

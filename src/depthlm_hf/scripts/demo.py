@@ -44,8 +44,8 @@ from depthlm_hf.pointcloud import PointCloud, query_grid
 from depthlm_hf.scripts.sft import AnswerOnlyCollator, index_dataset
 
 DESCRIPTIONS = {
-    "full": "Full method: every image is resized to the unified focal length, the model sees the crop centred on "
-    "the query pixel and a red arrow marks it.",
+    "full": "Full method: every image is resized to the unified focal length; the model sees a window centred on the "
+    "query pixel (`--crop principal`: on the principal point) with a marker on it (a red arrow by default).",
     "focal": "Ablation `focal`: no focal unification; the whole native frame is resized to the model image size, "
     "so the apparent scale of the scene varies with the camera (focal 300-1500 px).",
     "marker": "Ablation `marker`: no marker; the model sees the unified window centred on the principal point and "
@@ -78,8 +78,18 @@ class DemoArguments:
     vision_depth: int = field(default=2, metadata={"help": "Vision tower blocks."})
     rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the text model."})
     vision_rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the vision tower."})
-    marker_size: int = field(default=8, metadata={"help": "Arrow shaft length [px] in the 112x84 model image."})
-    marker_thickness: int = field(default=2, metadata={"help": "Arrow line width [px]."})
+    crop: str = field(
+        default="query",
+        metadata={
+            "help": "Model window: 'query' (centred on the query pixel: what learns at this scale) or 'principal' "
+            "(centred on the principal point, as in the paper; did not learn in 1200 steps here, see docs/demo.md)."
+        },
+    )
+    marker_shape: str = field(
+        default="arrow", metadata={"help": "'arrow' (the paper's), 'circle' (a ring around the pixel) or 'cross'."}
+    )
+    marker_size: int = field(default=8, metadata={"help": "Arrow shaft / ring radius [px] in the 112x84 model image."})
+    marker_thickness: int = field(default=2, metadata={"help": "Marker line width [px]."})
     point_cloud_points: int = field(default=300, metadata={"help": "Grid queries of the point-cloud image."})
     threads: int = field(
         default=1,
@@ -171,9 +181,9 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     mode = args.mode
-    spec = DemoScenes()
+    spec = DemoScenes(crop=args.crop)
 
-    marker = {"shape": "arrow", "size": args.marker_size, "thickness": args.marker_thickness}
+    marker = {"shape": args.marker_shape, "size": args.marker_size, "thickness": args.marker_thickness}
     processor = demo_processor(spec.width, spec.height, spec.unified_focal, marker)
     train_bank = render_bank(
         spec, processor, args.train_scenes, args.points_per_scene, args.seed, mode, desc="training scenes"
