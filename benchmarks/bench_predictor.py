@@ -23,59 +23,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
 from depthlm_hf.inference import DepthLMPredictor  # noqa: E402
-from depthlm_hf.testing import tiny_qwen2_5_vl  # noqa: E402
+from depthlm_hf.testing import fit_answer_template, flat_image, tiny_qwen2_5_vl  # noqa: E402
 
 W, H = 112, 84
 CAMERA = [100.0, 100.0, W / 2, H / 2, W, H]
 TRAIN_VALUES = (1.25, 2.5, 4.75, 8.0)
 
 
-def flat_image(level: int, width: int = W, height: int = H) -> Image.Image:
-    return Image.fromarray(np.full((height, width, 3), level, np.uint8))
-
-
-def fit_template(
-    model, processor, values=TRAIN_VALUES, steps: int = 300, lr: float = 3e-3, camera=CAMERA
-) -> float:
-    """Plain-torch SFT until image i (grey 40 + 50 i, centre marker) is answered with the template, values[i].
-
-    Returns the last loss. Teaches a random tiny model to end its turn, which the baseline needs.
-    """
-    width, height = int(camera[4]), int(camera[5])
-    centre = [[width // 2, height // 2]]
-    rows = [
-        processor.training_row(flat_image(40 + 50 * i, width, height), camera, centre, v)
-        for i, v in enumerate(values)
-    ]
-    base = processor.base_processor
-    prompt = base.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
-    texts = [prompt + r["completion"][0]["content"][0]["text"] + processor.tokenizer.eos_token for r in rows]
-    batch = base(images=[r["images"] for r in rows], text=texts, padding=True, return_tensors="pt")
-    prompt_length = base(images=[rows[0]["images"]], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
-    labels = batch["input_ids"].clone()
-    labels[:, :prompt_length] = -100
-    labels[batch["attention_mask"] == 0] = -100
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
-    return float(loss.detach())
+def fit_template(model, processor, values=TRAIN_VALUES, steps: int = 300, lr: float = 3e-3, camera=CAMERA) -> float:
+    """The shared tiny-model SFT (`depthlm_hf.testing.fit_answer_template`); returns the last loss."""
+    return fit_answer_template(model, processor, values, camera, steps, lr)
 
 
 @torch.inference_mode()
-def official_generate(
-    model, processor, image, camera, points, batch_size: int = 3, max_new_tokens: int = 4096
-):
+def official_generate(model, processor, image, camera, points, batch_size: int = 3, max_new_tokens: int = 4096):
     """The official evaluation loop: per-query preparation, full answers until end of turn, then parsing."""
     values, new_tokens = [], 0
     for start in range(0, len(points), batch_size):
@@ -83,9 +49,7 @@ def official_generate(
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None)
         generated = out[:, inputs["input_ids"].shape[1] :]
         new_tokens += int((generated != processor.tokenizer.pad_token_id).sum())
-        values += [
-            processor.parse_answer(t) for t in processor.batch_decode(generated, skip_special_tokens=True)
-        ]
+        values += [processor.parse_answer(t) for t in processor.batch_decode(generated, skip_special_tokens=True)]
     return values, new_tokens
 
 
@@ -111,15 +75,11 @@ def timed(fn):
 
 def query_points(n: int, width: int = W, height: int = H, margin: int = 8) -> np.ndarray:
     rng = np.random.default_rng(0)
-    return np.stack(
-        [rng.integers(margin, width - margin, n), rng.integers(margin, height - margin, n)], axis=1
-    )
+    return np.stack([rng.integers(margin, width - margin, n), rng.integers(margin, height - margin, n)], axis=1)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=96, help="queries on one image")
     parser.add_argument("--batch_size", type=int, default=32, help="predictor batch size")
     parser.add_argument("--train_steps", type=int, default=300)
@@ -133,18 +93,12 @@ def main(argv=None) -> dict:
     predictor = DepthLMPredictor(model, processor, batch_size=args.batch_size, show_progress=False)
     predictor.predict(image, CAMERA, points[:4])  # warm-up
 
-    (base_values, base_tokens), base_s = timed(
-        lambda: official_generate(model, processor, image, CAMERA, points)
-    )
+    (base_values, base_tokens), base_s = timed(lambda: official_generate(model, processor, image, CAMERA, points))
     (big_values, _), big_s = timed(
         lambda: official_generate(model, processor, image, CAMERA, points, batch_size=args.batch_size)
     )
-    prefix_values, prefix_s = timed(
-        lambda: prefix_generate(predictor, image, CAMERA, points, args.batch_size)
-    )
-    slow = DepthLMPredictor(
-        model, processor, batch_size=args.batch_size, show_progress=False, fast_images=False
-    )
+    prefix_values, prefix_s = timed(lambda: prefix_generate(predictor, image, CAMERA, points, args.batch_size))
+    slow = DepthLMPredictor(model, processor, batch_size=args.batch_size, show_progress=False, fast_images=False)
     shared, shared_s = timed(lambda: slow.predict(image, CAMERA, points))
     ours, ours_s = timed(lambda: predictor.predict(image, CAMERA, points))
 

@@ -10,42 +10,17 @@ import torch
 from PIL import Image
 
 from depthlm_hf.inference import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
+from depthlm_hf.testing import fit_answer_template, flat_image
 
 W, H = 112, 84
 CAMERA = [100.0, 100.0, W / 2, H / 2, W, H]
 VALUES = (1.25, 2.5, 4.75, 8.0)
 
 
-def flat_image(level: int) -> Image.Image:
-    return Image.fromarray(np.full((H, W, 3), level, np.uint8))
-
-
 def fit_template(model, processor, values=VALUES, steps=150, lr=3e-3):
-    """Plain-torch SFT of a tiny model until it answers image i (grey level 40 + 50 i) with values[i]."""
-    rows = [
-        processor.training_row(flat_image(40 + 50 * i), CAMERA, [[W // 2, H // 2]], v)
-        for i, v in enumerate(values)
-    ]
-    base = processor.base_processor
-    prompt = base.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
-    answers = [r["completion"][0]["content"][0]["text"] + processor.tokenizer.eos_token for r in rows]
-    batch = base(
-        images=[r["images"] for r in rows],
-        text=[prompt + a for a in answers],
-        padding=True,
-        return_tensors="pt",
-    )
-    prompt_length = base(images=[rows[0]["images"]], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
-    labels = batch["input_ids"].clone()
-    labels[:, :prompt_length] = -100
-    labels[batch["attention_mask"] == 0] = -100
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        model(**batch, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
+    """The shared tiny-model SFT (`depthlm_hf.testing.fit_answer_template`) on this file's camera."""
+    fit_answer_template(model, processor, values, CAMERA, steps, lr)
+    return model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,9 +105,9 @@ def test_number_end_and_confidence_rules(tiny):
     assert classes.number_end(ids[:4]) is None  # still inside the number
     assert classes.number_end(tok("far", add_special_tokens=False)["input_ids"]) == 0
     # Confidence multiplies the probabilities up to the first decimal digit only.
-    assert classes.confidence(
-        ids[:4], [math.log(0.9), math.log(0.8), math.log(0.5), math.log(0.1)]
-    ) == pytest.approx(0.9 * 0.8 * 0.5)
+    assert classes.confidence(ids[:4], [math.log(0.9), math.log(0.8), math.log(0.5), math.log(0.1)]) == pytest.approx(
+        0.9 * 0.8 * 0.5
+    )
     criteria = NumberEndCriteria(classes, prompt_length=1)
     batch = torch.tensor([[0, ids[0], ids[1]], [0, ids[0], ids[4]]])
     assert criteria(batch, None).tolist() == [False, True]
