@@ -19,6 +19,17 @@ SHARED_DATA = Path(
 )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one torch thread; several threads thrash on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor): the tiny random Qwen2.5-VL and its DepthLMProcessor (do not train it in place)."""

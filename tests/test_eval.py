@@ -8,22 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from depthlm_hf.scripts.eval import build_samples, main, parse_data_spec
 from depthlm_hf.testing import tiny_processor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 W, H = 112, 84
 CAMERA = [100.0, 100.0, 55.5, 41.5, W, H]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +99,7 @@ def test_constant_baseline_outputs_and_resume(dataset, tmp_path, capsys):
             ]
         )
     assert (
-        main([*args[:1], "constant:3.0", *args[2:], "--overwrite", "true"])["distance"]["toy"][
-            "resumed_samples"
-        ]
-        == 0
+        main([*args[:1], "constant:3.0", *args[2:], "--overwrite", "true"])["distance"]["toy"]["resumed_samples"] == 0
     )
 
 
@@ -125,8 +115,7 @@ def test_evaluation_set_is_fixed_and_subsampled(dataset):
     assert all(len(s["point_indices"]) == 2 and 5 not in s["point_indices"] for s in two)
     speed = build_samples(source, processor, "speed", None, seed=0)
     assert all(
-        s["label"]
-        == pytest.approx(source[s["record_index"]]["depth"][s["point_indices"][0]] / s["fields"]["time"])
+        s["label"] == pytest.approx(source[s["record_index"]]["depth"][s["point_indices"][0]] / s["fields"]["time"])
         for s in speed
     )
     trans = build_samples(source, processor, "translation", None, seed=0)
@@ -155,9 +144,7 @@ def test_model_run_on_all_tasks_and_interrupted_resume(dataset, tiny_dir, tmp_pa
     for task in tasks:
         metrics = results[task]["toy"]
         assert metrics["num_samples"] == (3 if task == "translation" else 6), task
-        rows = [
-            json.loads(x) for x in (tmp_path / "toy" / task / "predictions.jsonl").read_text().splitlines()
-        ]
+        rows = [json.loads(x) for x in (tmp_path / "toy" / task / "predictions.jsonl").read_text().splitlines()]
         assert all(r["prediction"] is None or isinstance(r["prediction"], float) for r in rows)
         assert all(isinstance(r["text"], str) for r in rows)
     # Interrupt: keep 2 of 6 saved answers; the rerun predicts only the other 4 and gives the same metrics.

@@ -12,6 +12,8 @@ from PIL import Image
 from depthlm_hf.inference import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
 from depthlm_hf.testing import fit_answer_template, flat_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 W, H = 112, 84
 CAMERA = [100.0, 100.0, W / 2, H / 2, W, H]
 VALUES = (1.25, 2.5, 4.75, 8.0)
@@ -21,15 +23,6 @@ def fit_template(model, processor, values=VALUES, steps=150, lr=3e-3):
     """The shared tiny-model SFT (`depthlm_hf.testing.fit_answer_template`) on this file's camera."""
     fit_answer_template(model, processor, values, CAMERA, steps, lr)
     return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; several threads thrash on a shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -163,7 +163,6 @@ class VisualPromptProcessor(ProcessorMixin):
     def to_dict(self) -> dict[str, Any]:
         """Settings for `processor_config.json`, under the wrapped class's name (see the module docstring)."""
         output = super().to_dict()
-        output.pop("_base_class", None)
         output.update(self.base_processor_kwargs)  # the stock class reads its own settings at the top level
         output["processor_class"] = self.base_processor_class
         output["depthlm_processor_class"] = self.__class__.__name__
@@ -264,14 +263,13 @@ class VisualPromptProcessor(ProcessorMixin):
             )
         if not isinstance(question, str) or not question:
             raise ValueError(f"`question` must be a non-empty string for visual-prompt queries, got {question!r}.")
-        prompt = self.base_processor.apply_chat_template(
-            self.prompt_messages(question), tokenize=False, add_generation_prompt=True
-        )
+        base = self.base_processor
+        prompt = base.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
         query_images = self.query_images(images, intrinsics, points, points_per_query)
         kwargs.setdefault("padding", True)
         kwargs.setdefault("padding_side", "left")
         kwargs.setdefault("return_tensors", "pt")
-        return self.base_processor(images=query_images, text=[prompt + assistant_prefix] * len(query_images), **kwargs)
+        return base(images=query_images, text=[prompt + assistant_prefix] * len(query_images), **kwargs)
 
     def query_images(self, images, intrinsics, points, points_per_query: int = 1) -> list[list[Image.Image]]:
         """One marked model image per query (see `__call__`), each wrapped in a list (one image per conversation)."""
