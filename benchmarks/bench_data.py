@@ -23,7 +23,7 @@ from _common import write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from depthlm_hf.data import TrainingView, TrainingViewConfig, load_curated  # noqa: E402
-from depthlm_hf.synthetic import SCENE_PRESETS, render_scene  # noqa: E402
+from depthlm_hf.data.synthetic.scenes import SCENE_PRESETS, render_scene  # noqa: E402
 
 SHARED = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -46,7 +46,7 @@ def peak_rss_mib() -> float:
 def training_view_speed(rows: int) -> dict:
     import torch
 
-    from depthlm_hf.testing import tiny_processor
+    from depthlm_hf.models.tiny import tiny_processor
 
     torch.set_num_threads(1)
     ibims = SHARED / "ibims1"
@@ -90,9 +90,7 @@ def synthetic_speed(scenes: int) -> dict:
             "median_wall_ms": 1000 * float(np.median(wall)),
             "median_cpu_ms": 1000 * float(np.median(cpu)),
         }
-    figures["what"] = (
-        "one 224x168 RGB-D scene: random layout, ray casting, shading (colour, depth, z-depth, mask)"
-    )
+    figures["what"] = "one 224x168 RGB-D scene: random layout, ray casting, shading (colour, depth, z-depth, mask)"
     return figures
 
 

@@ -37,8 +37,8 @@ from bench_predictor import official_generate  # noqa: E402
 from bench_sft_throughput import PEAK_BF16_FLOPS, TEXT_CONFIGS, parameter_counts, real_config  # noqa: E402
 
 from depthlm_hf.geometry import CameraIntrinsics  # noqa: E402
-from depthlm_hf.inference import DepthLMPredictor  # noqa: E402
-from depthlm_hf.pointcloud import markable_pixels, point_cloud, query_grid  # noqa: E402
+from depthlm_hf.inference.pointcloud import markable_pixels, point_cloud, query_grid  # noqa: E402
+from depthlm_hf.inference.predictor import DepthLMPredictor  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ibims1"
 
@@ -79,7 +79,7 @@ def load_image():
             record["intrinsics"],
             f"iBims-1 {record['image']}",
         )
-    from depthlm_hf.synthetic import SyntheticDataset
+    from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 
     record = SyntheticDataset("indoor", num_scenes=1, seed=0, width=(640, 640), height=(480, 480))[0]
     return record["image"], record["intrinsics"], "synthetic indoor 640x480"
@@ -87,7 +87,7 @@ def load_image():
 
 def build(model_name: str, device: torch.device):
     """(model, processor): random weights of the real architecture on a GPU, the tiny model otherwise."""
-    from depthlm_hf.testing import tiny_processor, tiny_qwen2_5_vl
+    from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl
 
     if model_name == "tiny":
         return tiny_qwen2_5_vl(seed=0)
@@ -99,9 +99,7 @@ def build(model_name: str, device: torch.device):
     config = real_config(model_name, processor.tokenizer)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with device:
-        model = Qwen2_5_VLForConditionalGeneration._from_config(
-            config, attn_implementation="sdpa", dtype=dtype
-        )
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, attn_implementation="sdpa", dtype=dtype)
     return model.eval(), processor
 
 
@@ -114,9 +112,7 @@ def query_flops(counts: dict[str, int], config, patches: int, prompt: int, new_t
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", choices=["tiny", *TEXT_CONFIGS])
     parser.add_argument("--num_points", type=int, default=None, help="queries (GPU 10,000, CPU 1,000)")
     parser.add_argument("--batch_size", type=int, default=None, help="predictor batch (GPU 64, CPU 32)")
@@ -171,7 +167,7 @@ def main(argv=None) -> dict:
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     figures = {
-        "model": args.model if args.model != "tiny" else "tiny Qwen2.5-VL (depthlm_hf.testing, 224x168 cap)",
+        "model": args.model if args.model != "tiny" else "tiny Qwen2.5-VL (depthlm_hf.models.tiny, 224x168 cap)",
         "image": source,
         "queries": queries,
         "points_saved_to_ply": saved,

@@ -27,8 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
-from depthlm_hf.inference import DepthLMPredictor  # noqa: E402
-from depthlm_hf.testing import fit_answer_template, flat_image, tiny_qwen2_5_vl  # noqa: E402
+from depthlm_hf.inference.predictor import DepthLMPredictor  # noqa: E402
+from depthlm_hf.models.tiny import tiny_qwen2_5_vl  # noqa: E402
+from depthlm_hf.testing import fit_answer_template, flat_image  # noqa: E402
 
 W, H = 112, 84
 CAMERA = [100.0, 100.0, W / 2, H / 2, W, H]
@@ -125,7 +126,7 @@ def main(argv=None) -> dict:
             f"agree {v['answers_equal_to_baseline']:.3f}  {v['variant']}"
         )
     figures = {
-        "model": "tiny Qwen2.5-VL (depthlm_hf.testing.tiny_qwen2_5_vl, seed 1), template-trained",
+        "model": "tiny Qwen2.5-VL (depthlm_hf.models.tiny.tiny_qwen2_5_vl, seed 1), template-trained",
         "queries": len(points),
         "image": f"{W}x{H} grey, unified focal 1000 px -> {processor.focal_transform(CAMERA).out_width}x"
         f"{processor.focal_transform(CAMERA).out_height}, Qwen max_pixels 224x168",

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from _common import write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from depthlm_hf.testing import tiny_processor  # noqa: E402
+from depthlm_hf.models.tiny import tiny_processor  # noqa: E402
 
 IBIMS = [559.62, 558.14, 361.87, 241.99, 640, 480]
 

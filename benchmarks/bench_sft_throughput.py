@@ -72,7 +72,7 @@ VISION_CONFIG = {
 
 def real_config(name: str, tokenizer) -> Qwen2_5_VLConfig:
     """The published Qwen2.5-VL-3B/7B architecture, with special-token ids taken from `tokenizer`."""
-    from depthlm_hf.testing import SPECIAL_TOKENS
+    from depthlm_hf.models.tiny import SPECIAL_TOKENS
 
     text = TEXT_CONFIGS[name]
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
@@ -99,7 +99,7 @@ def real_config(name: str, tokenizer) -> Qwen2_5_VLConfig:
 
 def save_random_model(name: str, folder: Path, dtype: torch.dtype) -> None:
     """Random weights of the real architecture + a DepthLMProcessor (paper preset), saved to `folder`."""
-    from depthlm_hf.testing import tiny_processor
+    from depthlm_hf.models.tiny import tiny_processor
 
     processor = tiny_processor(min_pixels=3136, max_pixels=12845056)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
@@ -123,9 +123,7 @@ def parameter_counts(model) -> dict[str, int]:
     }
 
 
-def model_flops(
-    counts: dict[str, int], config, text_tokens: float, patches: float, sequences: float
-) -> float:
+def model_flops(counts: dict[str, int], config, text_tokens: float, patches: float, sequences: float) -> float:
     """Training model FLOPs (forward + backward) of a step, see the module docstring."""
     text = config.text_config
     seq = text_tokens / max(sequences, 1.0)
@@ -258,9 +256,7 @@ def run_variant(model_path: str, args, micro_batch: int, freeze_vision: bool) ->
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", choices=["tiny", *TEXT_CONFIGS])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--micro_batch", type=int, default=None, help="baseline micro-batch (GPU 10, CPU 4)")
@@ -293,7 +289,7 @@ def main(argv=None) -> dict:
         "scale": "one GPU, paper image sizes" if gpu else "CPU, tiny model (GPU rows pending)",
         "model": args.model
         if args.model != "tiny"
-        else "tiny Qwen2.5-VL (depthlm_hf.testing), ground scenes 224x168",
+        else "tiny Qwen2.5-VL (depthlm_hf.models.tiny), ground scenes 224x168",
         "steps": args.steps,
         "samples_per_second": variants[0]["samples_per_second"],
         "tokens_per_second": variants[0]["tokens_per_second"],

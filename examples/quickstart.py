@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from depthlm_hf.testing import tiny_qwen2_5_vl
+from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 
 
 def main() -> None:

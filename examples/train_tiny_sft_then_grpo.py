@@ -12,9 +12,9 @@ from pathlib import Path
 
 from transformers import AutoModelForImageTextToText
 
-from depthlm_hf.processing import DepthLMProcessor
+from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts import grpo, sft
-from depthlm_hf.synthetic import SyntheticDataset
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 

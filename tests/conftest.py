@@ -33,7 +33,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor): the tiny random Qwen2.5-VL and its DepthLMProcessor (do not train it in place)."""
-    from depthlm_hf.testing import tiny_qwen2_5_vl
+    from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 
     return tiny_qwen2_5_vl(seed=0)
 

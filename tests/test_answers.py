@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthlm_hf.answers import OFFICIAL_ANSWER, TASKS, format_answer, get_task, parse_answer, question
+from depthlm_hf.tasks.text import OFFICIAL_ANSWER, TASKS, format_answer, get_task, parse_answer, question
 
 
 @settings(max_examples=500, deadline=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from trl import ModelConfig
 
-from depthlm_hf.configs import GRPO_SYSTEM_PROMPT, DepthLMGRPOConfig, DepthLMScriptArguments, DepthLMSFTConfig
-from depthlm_hf.processing import DepthLMProcessor
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts.sft import load_processor
+from depthlm_hf.training.configs import GRPO_SYSTEM_PROMPT, DepthLMGRPOConfig, DepthLMScriptArguments, DepthLMSFTConfig
 
 
 def test_script_defaults_are_the_papers():
@@ -36,9 +36,7 @@ def test_grpo_config_defaults():
 
 
 def test_dataset_sources_split_at_the_last_colon():
-    args = DepthLMScriptArguments(
-        dataset=["data/a.jsonl:data/a", "C:/b.jsonl:/mnt/b"], dataset_weights=[1, 0.1]
-    )
+    args = DepthLMScriptArguments(dataset=["data/a.jsonl:data/a", "C:/b.jsonl:/mnt/b"], dataset_weights=[1, 0.1])
     assert args.dataset_sources() == [("data/a.jsonl", "data/a"), ("C:/b.jsonl", "/mnt/b")]
 
 
@@ -88,9 +86,7 @@ def test_load_processor_keeps_saved_settings_and_applies_overrides(tiny_dir):
 def test_load_processor_wraps_a_stock_processor_with_the_preset(tiny, tmp_path):
     _, processor = tiny
     processor.base_processor.save_pretrained(tmp_path)  # a stock Qwen2.5-VL processor folder
-    loaded = load_processor(
-        ModelConfig(model_name_or_path=str(tmp_path)), DepthLMScriptArguments(marker_size=7)
-    )
+    loaded = load_processor(ModelConfig(model_name_or_path=str(tmp_path)), DepthLMScriptArguments(marker_size=7))
     assert isinstance(loaded, DepthLMProcessor)
     assert (loaded.preset, loaded.base_processor_class, loaded.unified_focal_length) == (
         "paper",
@@ -101,7 +97,5 @@ def test_load_processor_wraps_a_stock_processor_with_the_preset(tiny, tmp_path):
 
 
 def test_tiny_keyword_builds_the_offline_processor():
-    loaded = load_processor(
-        ModelConfig(model_name_or_path="tiny"), DepthLMScriptArguments(unified_focal_length=200.0)
-    )
+    loaded = load_processor(ModelConfig(model_name_or_path="tiny"), DepthLMScriptArguments(unified_focal_length=200.0))
     assert loaded.unified_focal_length == 200.0 and loaded.chat_template

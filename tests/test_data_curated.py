@@ -108,9 +108,7 @@ def test_bad_records_are_skipped_and_counted(folder):
 
 
 def test_raise_mode_names_the_line_and_reason(folder):
-    ds = load_curated(
-        write(folder / "d.jsonl", [good(), good(image="../../etc/passwd")]), folder, on_error="raise"
-    )
+    ds = load_curated(write(folder / "d.jsonl", [good(), good(image="../../etc/passwd")]), folder, on_error="raise")
     with pytest.raises(InvalidRecordError, match=r"record 1.*unsafe_path") as info:
         list(ds)
     assert info.value.reason == "unsafe_path"

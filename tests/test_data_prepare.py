@@ -12,9 +12,7 @@ from depthlm_hf.scripts.prepare import PrepareArguments, main
 
 def test_synthetic_source_round_trips_through_the_loader(tmp_path, capsys):
     out = tmp_path / "indoor"
-    summary = main(
-        ["--output_dir", str(out), "--num_images", "4", "--num_points", "20", "--preset", "ground"]
-    )
+    summary = main(["--output_dir", str(out), "--num_images", "4", "--num_points", "20", "--preset", "ground"])
     assert summary["images"] == 4 and summary["points"] == 80
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 4
     ds = load_curated(out / "indoor.jsonl")

@@ -19,8 +19,8 @@ from depthlm_hf.data import (
     load_curated,
     mixture_weights,
 )
-from depthlm_hf.markers import marker_fits
-from depthlm_hf.synthetic import SyntheticDataset
+from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.prompting.markers import marker_fits
 
 SHARED = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
 IBIMS = SHARED / "ibims1"
@@ -29,7 +29,7 @@ ALL_TASKS = ["distance", "z_distance", "speed", "time", "two_point_distance", "t
 
 @pytest.fixture(scope="module")
 def processor():
-    from depthlm_hf.testing import tiny_processor
+    from depthlm_hf.models.tiny import tiny_processor
 
     return tiny_processor()
 
@@ -105,12 +105,8 @@ def test_sft_rows_are_trl_prompt_completion_rows_and_parse_back(source, processo
 
 
 def test_all_six_tasks_build_rows(processor):
-    pairs = SyntheticDataset(
-        "indoor", num_scenes=6, num_points=30, two_view=True, width=(96, 96), height=(72, 72)
-    )
-    config = TrainingViewConfig(
-        tasks={t: 1.0 for t in ALL_TASKS}, crop_width=(100, 300), crop_height=(80, 200)
-    )
+    pairs = SyntheticDataset("indoor", num_scenes=6, num_points=30, two_view=True, width=(96, 96), height=(72, 72))
+    config = TrainingViewConfig(tasks={t: 1.0 for t in ALL_TASKS}, crop_width=(100, 300), crop_height=(80, 200))
     view = TrainingView(pairs, processor, config, seed=0, num_samples=60, row_format="grpo")
     rows = list(view)
     assert {r["task"] for r in rows} == set(ALL_TASKS)
@@ -164,9 +160,7 @@ def _eval_fingerprint(processor, source):
     digest = hashlib.sha256()
     for row in rows:
         digest.update(np.asarray(row["images"][0]).tobytes())
-        digest.update(
-            json.dumps([row["depth"], row["point"], row["record_index"], row["point_index"]]).encode()
-        )
+        digest.update(json.dumps([row["depth"], row["point"], row["record_index"], row["point_index"]]).encode())
     return view.pairs.tolist(), digest.hexdigest()
 
 
@@ -174,8 +168,8 @@ EVAL_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from test_data_views import _eval_fingerprint
-from depthlm_hf.testing import tiny_processor
-from depthlm_hf.synthetic import SyntheticDataset
+from depthlm_hf.models.tiny import tiny_processor
+from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 src = SyntheticDataset("ground", num_scenes=8, num_points=20, seed=9)
 print(json.dumps(_eval_fingerprint(tiny_processor(), src)))
 """
@@ -269,7 +263,7 @@ def test_sft_trainer_trains_on_a_view_stream(tmp_path):
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from depthlm_hf.testing import tiny_processor, tiny_qwen2_5_vl
+    from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl
 
     model, _ = tiny_qwen2_5_vl(seed=0)
     processor = tiny_processor(unified_focal_length=200.0)

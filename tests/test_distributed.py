@@ -83,9 +83,7 @@ def test_zero_two_ranks_match_one_process(stage, tiny_dir, single, tmp_path):
     # (key names may differ between save paths, and a save may also hold the tied output embedding)
     saved_shapes = Counter(tuple(t.shape) for t in saved.values())
     assert all(t.numel() > 0 for t in saved.values())
-    assert all(
-        saved_shapes[shape] >= n for shape, n in Counter(tuple(t.shape) for t in expected.values()).items()
-    )
+    assert all(saved_shapes[shape] >= n for shape, n in Counter(tuple(t.shape) for t in expected.values()).items())
     model, info = AutoModelForImageTextToText.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     reference_model = AutoModelForImageTextToText.from_pretrained(single)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from depthlm_hf.models.tiny import tiny_processor
 from depthlm_hf.scripts.eval import build_samples, main, parse_data_spec
-from depthlm_hf.testing import tiny_processor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,7 +193,7 @@ def test_unreadable_image_is_skipped_and_counted(dataset, tiny_dir, tmp_path):
 
 
 def test_official_pixtral_format_through_the_runner(dataset, tmp_path):
-    from depthlm_hf.testing import tiny_llava_pixtral
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
 
     model, processor = tiny_llava_pixtral(seed=0)
     model.save_pretrained(tmp_path / "pixtral")

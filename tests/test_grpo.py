@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from depthlm_hf.configs import GRPO_SYSTEM_PROMPT
-from depthlm_hf.processing import DepthLMProcessor
-from depthlm_hf.rewards import AnswerReward, FormatReward
+from depthlm_hf.models.tiny import tiny_tokenizer
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts import grpo
-from depthlm_hf.testing import tiny_tokenizer
+from depthlm_hf.training.configs import GRPO_SYSTEM_PROMPT
+from depthlm_hf.training.rewards import AnswerReward, FormatReward
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "grpo" / "config_synthetic.yaml"
 
@@ -69,9 +69,7 @@ def test_grpo_negative_l1_rewards_equal_hand_computed(tmp_path, monkeypatch):
             assert value == pytest.approx(expected), text
             seen["parsed" if number else "unparseable"] += 1
     assert seen["parsed"] > 0 and seen["unparseable"] > 0, seen
-    logged = [
-        entry["rewards/neg_l1/mean"] for entry in trainer.state.log_history if "rewards/neg_l1/mean" in entry
-    ]
+    logged = [entry["rewards/neg_l1/mean"] for entry in trainer.state.log_history if "rewards/neg_l1/mean" in entry]
     assert len(logged) == 3
 
     processor = DepthLMProcessor.from_pretrained(out)
@@ -81,9 +79,7 @@ def test_grpo_negative_l1_rewards_equal_hand_computed(tmp_path, monkeypatch):
 
 
 def _grpo_args(*extra: str):
-    return grpo.make_parser().parse_args_and_config(
-        ["--config", str(RECIPE), "--output_dir", "unused", *extra]
-    )
+    return grpo.make_parser().parse_args_and_config(["--config", str(RECIPE), "--output_dir", "unused", *extra])
 
 
 def test_reward_functions_follow_the_config():
@@ -97,9 +93,7 @@ def test_reward_functions_follow_the_config():
 
 def test_unknown_reward_name_lists_valid_ones():
     _, args, _ = _grpo_args("--reward_funcs", "neg_l1", "negative_l1")
-    with pytest.raises(
-        ValueError, match="Unknown reward 'negative_l1'. Available: neg_l1, neg_l2, neg_absrel, delta1"
-    ):
+    with pytest.raises(ValueError, match="Unknown reward 'negative_l1'. Available: neg_l1, neg_l2, neg_absrel, delta1"):
         grpo.reward_functions(args)
 
 

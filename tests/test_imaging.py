@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
-from depthlm_hf.imaging import apply_transform, load_image
+from depthlm_hf.prompting.imaging import apply_transform, load_image
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from depthlm_hf.inference import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
+from depthlm_hf.inference.predictor import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
 from depthlm_hf.testing import fit_answer_template, flat_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +27,7 @@ def fit_template(model, processor, values=VALUES, steps=150, lr=3e-3):
 
 @pytest.fixture(scope="module")
 def trained():
-    from depthlm_hf.testing import tiny_qwen2_5_vl
+    from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 
     torch.manual_seed(0)
     model, processor = tiny_qwen2_5_vl(seed=1)
@@ -165,7 +165,7 @@ def test_official_pixtral_checkpoint_format(tmp_path):
     """The official release's format (Llava/Pixtral, f* = 750 px by fx, think/answer tags), same predictor."""
     from transformers import LlavaForConditionalGeneration
 
-    from depthlm_hf.testing import tiny_llava_pixtral
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
 
     model, processor = tiny_llava_pixtral(seed=0)
     assert processor.preset == "official_pixtral" and processor.unified_focal_length == 750.0
@@ -199,7 +199,7 @@ def test_fast_image_path_gives_the_same_answers(trained):
 def test_vllm_backend_import_guard(tiny_dir):
     import importlib.util
 
-    from depthlm_hf.vllm_backend import VLLMPredictor
+    from depthlm_hf.inference.vllm import VLLMPredictor
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed: the guard does not apply")
@@ -208,7 +208,7 @@ def test_vllm_backend_import_guard(tiny_dir):
 
 
 def test_forced_prefix_tokenizes_like_the_trained_answer(tiny):
-    from depthlm_hf.answers import TASKS
+    from depthlm_hf.tasks.text import TASKS
 
     predictor = DepthLMPredictor(*tiny, show_progress=False)
     assert all(predictor.processor.forced_prefix(task) == predictor.processor.answer_prefix(task) for task in TASKS)

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics
-from depthlm_hf.marker_patches import MarkedImageBatcher, supported
-from depthlm_hf.markers import marker_fits
-from depthlm_hf.testing import tiny_processor
+from depthlm_hf.models.tiny import tiny_processor
+from depthlm_hf.prompting.marker_patches import MarkedImageBatcher, supported
+from depthlm_hf.prompting.markers import marker_fits
 
 
 @pytest.mark.parametrize(
@@ -30,13 +30,9 @@ def test_batch_equals_the_processor_output(max_pixels, camera, vertical_first):
     prepared = processor.prepare(image, camera, None)
     unified = prepared.intrinsics
     exact = CameraIntrinsics(1000.0, 1000.0, unified.cx, unified.cy, unified.width, unified.height)
-    points = np.rint(
-        prepared.transform.map_points(np.stack([rng.integers(0, 112, 12), rng.integers(0, 84, 12)], 1))
-    )
+    points = np.rint(prepared.transform.map_points(np.stack([rng.integers(0, 112, 12), rng.integers(0, 84, 12)], 1)))
     points = points[marker_fits(points, unified.width, unified.height, processor.marker_style)].astype(int)
-    points = np.concatenate(
-        [points, [[5, 2], [unified.width - 1, unified.height - 3]]]
-    )  # markers at the borders
+    points = np.concatenate([points, [[5, 2], [unified.width - 1, unified.height - 3]]])  # markers at the borders
     reference = processor(images=prepared.image, intrinsics=exact, points=points, force_answer_prefix=True)
     one = processor(images=prepared.image, intrinsics=exact, points=points[:1], force_answer_prefix=True)
     batcher = MarkedImageBatcher(processor, prepared.image, dict(one))

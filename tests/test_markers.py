@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthlm_hf.markers import PALETTE, MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.prompting.markers import PALETTE, MarkerStyle, draw_markers, marker_fits
 
 RED = (255, 0, 0)
 

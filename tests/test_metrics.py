@@ -166,9 +166,7 @@ positive = st.floats(min_value=0.05, max_value=200.0, allow_nan=False, allow_inf
 
 
 @settings(max_examples=50, deadline=None)
-@given(
-    st.lists(st.tuples(positive, positive), min_size=1, max_size=40), st.floats(min_value=0.1, max_value=10.0)
-)
+@given(st.lists(st.tuples(positive, positive), min_size=1, max_size=40), st.floats(min_value=0.1, max_value=10.0))
 def test_scale_properties(pairs, scale):
     """Scaling predictions and references together keeps relative metrics; SILog ignores a global scale."""
     pred, gt = [p for p, _ in pairs], [g for _, g in pairs]

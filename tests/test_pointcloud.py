@@ -11,8 +11,8 @@ from PIL import Image
 from plyfile import PlyData
 
 from depthlm_hf.geometry import CameraIntrinsics, backproject, z_to_euclidean
-from depthlm_hf.inference import DepthLMPredictor, DepthPrediction
-from depthlm_hf.pointcloud import PointCloud, fill_holes, interpolate_grid, point_cloud, query_grid
+from depthlm_hf.inference.pointcloud import PointCloud, fill_holes, interpolate_grid, point_cloud, query_grid
+from depthlm_hf.inference.predictor import DepthLMPredictor, DepthPrediction
 
 W, H = 112, 84
 CAMERA = CameraIntrinsics(90.0, 95.0, 55.3, 40.8, W, H)
@@ -73,9 +73,7 @@ def test_ply_reopens_with_the_valid_point_count(cloud, tmp_path):
     assert {p.name for p in vertex.properties} == {"x", "y", "z", "red", "green", "blue", "confidence"}
     np.testing.assert_allclose(vertex["z"], PLANE_Z, rtol=1e-6)
     np.testing.assert_array_equal(vertex["red"], cloud.colors[cloud.valid, 0])
-    assert cloud.save_ply(tmp_path / "confident.ply", min_confidence=0.9) == int(
-        (cloud.confidence >= 0.9).sum()
-    )
+    assert cloud.save_ply(tmp_path / "confident.ply", min_confidence=0.9) == int((cloud.confidence >= 0.9).sum())
 
 
 def test_dense_depth_map_of_a_plane(cloud):

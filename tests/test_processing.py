@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics
-from depthlm_hf.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.prompting.processing import PRESETS, DepthLMProcessor
 
 IBIMS = [559.62, 558.14, 361.87, 241.99, 640, 480]
 SMALL = [150.0, 150.0, 79.5, 59.5, 160, 120]
@@ -81,7 +81,7 @@ def test_forced_answer_prefix_and_messages(tiny):
 def test_forced_prefix_drops_a_space_the_tokenizer_glues_to_digits(monkeypatch):
     import re
 
-    from depthlm_hf.testing import tiny_processor
+    from depthlm_hf.models.tiny import tiny_processor
 
     processor = tiny_processor()
     assert processor.forced_prefix() == "The point is around "  # digits stand alone here: "Ġ", "3"
@@ -122,7 +122,7 @@ print(json.dumps({"settings": {k: v for k, v in processor.to_dict().items() if k
 
 
 def test_save_and_reload_in_fresh_process(tiny, tmp_path):
-    from depthlm_hf.testing import tiny_qwen2_5_vl
+    from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 
     model, processor = tiny_qwen2_5_vl(unified_focal_length=640.0, marker={"shape": "cross", "size": 4})
     model.save_pretrained(tmp_path)
@@ -147,7 +147,7 @@ def test_save_and_reload_in_fresh_process(tiny, tmp_path):
 def test_auto_processor_gives_the_stock_processor(tmp_path):
     from transformers import AutoProcessor, LlavaProcessor
 
-    from depthlm_hf.testing import tiny_llava_pixtral
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
 
     _, processor = tiny_llava_pixtral()
     processor.save_pretrained(tmp_path)
@@ -164,7 +164,7 @@ def test_auto_processor_gives_the_stock_processor(tmp_path):
 
 
 def test_official_preset_text_and_parser(tmp_path):
-    from depthlm_hf.testing import tiny_llava_pixtral
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
 
     _, processor = tiny_llava_pixtral()
     assert processor.format_answer(2.5) == (
@@ -206,7 +206,7 @@ def test_bad_inputs_name_the_argument(tiny, kwargs, error, message):
 
 
 def test_bad_images_and_settings(tiny):
-    from depthlm_hf.testing import tiny_processor
+    from depthlm_hf.models.tiny import tiny_processor
 
     _, processor = tiny
     for mode in ("L", "RGBA", "P", "I;16"):

@@ -75,7 +75,7 @@ def test_grpo_recipe_states_the_papers_numbers():
 
 
 def test_multitask_recipes_mix_the_six_tasks():
-    from depthlm_hf.answers import TASKS
+    from depthlm_hf.tasks.text import TASKS
 
     for recipe in RECIPES.glob("*/sft/config_multitask.yaml"):
         script_args, _, _ = _parse(recipe)
@@ -94,15 +94,11 @@ def test_unknown_recipe_key_fails_loudly(tmp_path):
 @pytest.mark.parametrize("flag", ["--focal_unified", "--unified_focal"])  # unknown, and an abbreviation
 def test_unknown_or_abbreviated_flag_fails(tmp_path, flag):
     with pytest.raises((ValueError, SystemExit)):
-        sft.make_parser().parse_args_and_config(
-            ["--output_dir", str(tmp_path), "--use_cpu", "true", flag, "750"]
-        )
+        sft.make_parser().parse_args_and_config(["--output_dir", str(tmp_path), "--use_cpu", "true", flag, "750"])
 
 
 def test_command_line_overrides_the_recipe():
-    script_args, args, _ = _parse(
-        RECIPES / "tiny" / "sft" / "config_synthetic.yaml", "--learning_rate", "0.5"
-    )
+    script_args, args, _ = _parse(RECIPES / "tiny" / "sft" / "config_synthetic.yaml", "--learning_rate", "0.5")
     assert args.learning_rate == 0.5 and script_args.unified_focal_length == 200.0
 
 

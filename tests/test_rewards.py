@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from depthlm_hf.rewards import (
+from depthlm_hf.training.rewards import (
     REWARDS,
     AnswerReward,
     completion_text,
@@ -115,8 +115,8 @@ def test_rewards_are_picklable_with_distinct_names():
 def test_registry_params_and_dotted_path():
     assert get_reward("neg_l1", penalty=-3.0).penalty == -3.0
     # without parameters an imported object is returned as it is (a reward function, or here a factory)
-    assert get_reward("depthlm_hf.rewards:negative_l2") is negative_l2
-    assert get_reward("depthlm_hf.rewards.negative_l2", penalty=-1.0) == AnswerReward(
+    assert get_reward("depthlm_hf.training.rewards:negative_l2") is negative_l2
+    assert get_reward("depthlm_hf.training.rewards.negative_l2", penalty=-1.0) == AnswerReward(
         "l2", -1.0, name="neg_l2"
     )
 

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, TrainerCallback
 
-from depthlm_hf.processing import DepthLMProcessor
+from depthlm_hf.models.tiny import tiny_qwen2_5_vl
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts import sft
 from depthlm_hf.scripts.sft import AnswerOnlyCollator
-from depthlm_hf.testing import tiny_qwen2_5_vl
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
 INTRINSICS = [1000.0, 1000.0, 111.5, 83.5, 224, 168]  # f = f*: the image is used at its own size
@@ -63,9 +63,7 @@ def _losses(trainer) -> list[float]:
 
 def test_sft_30_steps_learns_saves_reloads_and_generates(tmp_path):
     out = tmp_path / "sft"
-    trainer = sft.main(
-        _argv(out, "--max_steps", "30", "--per_device_train_batch_size", "2", "--logging_steps", "1")
-    )
+    trainer = sft.main(_argv(out, "--max_steps", "30", "--per_device_train_batch_size", "2", "--logging_steps", "1"))
     losses = _losses(trainer)
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
@@ -179,9 +177,7 @@ def test_resume_after_kill_continues_data_order(tmp_path, monkeypatch):
 
 
 def test_resume_last_without_checkpoint_starts_fresh(tmp_path):
-    args = sft.make_parser().parse_args_and_config(
-        _argv(tmp_path / "new", "--resume_from_checkpoint", "last")
-    )[1]
+    args = sft.make_parser().parse_args_and_config(_argv(tmp_path / "new", "--resume_from_checkpoint", "last"))[1]
     assert sft.resume_checkpoint(args) is None
 
 
@@ -214,6 +210,4 @@ def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch)
         assert 1000 <= image.width <= 1400 or image.width == 1145  # cropped (or the whole unified width)
         assert image.height <= 1200
     card = (tmp_path / "README.md").read_text()
-    assert (
-        "| ibims1_val | 0.909091 |" in card and "| ibims1_val_2 | 0.090909 |" in card
-    )  # one file, two entries
+    assert "| ibims1_val | 0.909091 |" in card and "| ibims1_val_2 | 0.090909 |" in card  # one file, two entries

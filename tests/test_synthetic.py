@@ -6,8 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z, pixel_rays
-from depthlm_hf.synthetic import (
+from depthlm_hf.data.synthetic.scenes import (
     SCENE_PRESETS,
     Camera,
     Layout,
@@ -18,6 +17,7 @@ from depthlm_hf.synthetic import (
     render_scene,
     synthetic_record,
 )
+from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z, pixel_rays
 
 CAM = CameraIntrinsics(200.0, 180.0, 111.5, 83.5, 224, 168)
 
@@ -34,9 +34,7 @@ def test_ground_plane_depth_is_the_analytic_ray_plane_distance():
     pts = pixel_grid(CAM)
     below = pts[:, 1] > CAM.cy
     z = h * CAM.fy / (pts[below, 1] - CAM.cy)
-    expected = z * np.sqrt(
-        ((pts[below, 0] - CAM.cx) / CAM.fx) ** 2 + ((pts[below, 1] - CAM.cy) / CAM.fy) ** 2 + 1
-    )
+    expected = z * np.sqrt(((pts[below, 0] - CAM.cx) / CAM.fx) ** 2 + ((pts[below, 1] - CAM.cy) / CAM.fy) ** 2 + 1)
     np.testing.assert_allclose(view.depth.ravel()[below], expected, rtol=1e-12)
     np.testing.assert_allclose(view.z_depth.ravel()[below], z, rtol=1e-12)
     assert np.isinf(view.depth.ravel()[~below]).all() and not view.valid.ravel()[~below].any()
@@ -60,9 +58,7 @@ def test_box_front_face_and_sphere_distances_are_exact():
     # Front face Z = 4 between X in [-1, 1] and world Y in [0, 2] (camera y down, centre at Y = 1).
     on_face = (np.abs(rays[:, 0] * 4) < 0.99) & (np.abs(rays[:, 1] * 4) < 0.99)
     np.testing.assert_allclose(view.z_depth.ravel()[on_face], 4.0, rtol=1e-12)
-    np.testing.assert_allclose(
-        view.depth.ravel()[on_face], 4.0 * np.linalg.norm(rays[on_face], axis=1), rtol=1e-12
-    )
+    np.testing.assert_allclose(view.depth.ravel()[on_face], 4.0 * np.linalg.norm(rays[on_face], axis=1), rtol=1e-12)
 
     centre = np.array([0.5, 1.2, 6.0])
     sphere = Layout(spheres=np.array([[*centre, 0.8]]), sphere_colors=np.ones((1, 3)))
@@ -110,9 +106,7 @@ def test_random_cameras_follow_the_config():
 def test_pairs_have_a_known_motion_consistent_with_both_depth_maps():
     v1, v2 = render_pair("ground", seed=5)
     rotation, translation = v1.camera.relative_pose(v2.camera)
-    assert np.linalg.norm(translation) == pytest.approx(
-        np.linalg.norm(v1.camera.position - v2.camera.position)
-    )
+    assert np.linalg.norm(translation) == pytest.approx(np.linalg.norm(v1.camera.position - v2.camera.position))
     cfg = SCENE_PRESETS["ground"]
     assert cfg.motion[0] <= np.linalg.norm(translation) <= cfg.motion[1]
     intr = v1.camera.intrinsics

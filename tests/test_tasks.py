@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from depthlm_hf.answers import TASKS, question
+from depthlm_hf.data.synthetic.scenes import render_pair, render_scene, synthetic_record
 from depthlm_hf.geometry import CameraIntrinsics
-from depthlm_hf.synthetic import render_pair, render_scene, synthetic_record
-from depthlm_hf.tasks import TaskRanges, build_sample
+from depthlm_hf.tasks.samples import TaskRanges, build_sample
+from depthlm_hf.tasks.text import TASKS, question
 
 
 def world_point(view, xy):
@@ -66,9 +66,7 @@ def test_z_label_from_geometry_when_the_record_has_no_z():
 def test_candidates_restrict_the_marked_pixels_and_too_few_give_none():
     rec = synthetic_record("indoor", seed=1, num_points=20)
     for seed in range(20):
-        assert build_sample("distance", rec, np.random.default_rng(seed), candidates=[3, 7]).point_indices[
-            0
-        ] in (3, 7)
+        assert build_sample("distance", rec, np.random.default_rng(seed), candidates=[3, 7]).point_indices[0] in (3, 7)
     assert build_sample("two_point_distance", rec, np.random.default_rng(0), candidates=[3]) is None
     assert build_sample("translation", rec, np.random.default_rng(0)) is None
 

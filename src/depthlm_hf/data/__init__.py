@@ -1,10 +1,10 @@
 """DepthLM data: record schema, curated-format loader, RGB-D converter, training and evaluation views."""
 
-from .convert import rgbd_to_record
-from .curated import CuratedDataset, load_curated, resolve_image_path
-from .evaluation import EvaluationView
-from .records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
-from .views import (
+from depthlm_hf.data.convert import rgbd_to_record
+from depthlm_hf.data.curated import CuratedDataset, load_curated, resolve_image_path
+from depthlm_hf.data.evaluation import EvaluationView
+from depthlm_hf.data.records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
+from depthlm_hf.data.views import (
     PAPER_MIXTURE_WEIGHTS,
     MixtureView,
     TrainingView,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from ..geometry import CameraIntrinsics, euclidean_to_z
+from depthlm_hf.geometry import CameraIntrinsics, euclidean_to_z
 
 DepthKind = Literal["z", "euclidean"]
 
@@ -142,9 +142,7 @@ def rgbd_to_record(
         or (isinstance(image, Image.Image) and image.size != (intr.width, intr.height))
     ):
         size = image.size if isinstance(image, Image.Image) else image.shape[1::-1]
-        raise ValueError(
-            f"`image` is {size[0]}x{size[1]} but the intrinsics describe {intr.width}x{intr.height}."
-        )
+        raise ValueError(f"`image` is {size[0]}x{size[1]} but the intrinsics describe {intr.width}x{intr.height}.")
     metres = decode_depth(depth, depth_scale)
     distance = euclidean_depth_map(metres, intr, depth_kind)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

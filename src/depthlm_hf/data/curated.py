@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..imaging import DEFAULT_MAX_PIXELS, load_image
-from .records import InvalidRecordError, validate_record
+from depthlm_hf.data.records import InvalidRecordError, validate_record
+from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, load_image
 
 OnError = Literal["skip", "raise"]
 
@@ -43,9 +43,7 @@ def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
     root = image_root if isinstance(image_root, _ResolvedRoot) else _ResolvedRoot(image_root)
     path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
     if not path.startswith(root.prefix):
-        raise InvalidRecordError(
-            "unsafe_path", f"`image` {relative!r} points outside the image root {str(root)!r}."
-        )
+        raise InvalidRecordError("unsafe_path", f"`image` {relative!r} points outside the image root {str(root)!r}.")
     return Path(path)
 
 
@@ -69,7 +67,7 @@ class CuratedDataset:
         decode_images: open each image while iterating (corrupt files are then caught here) and put
             the RGB PIL image in the record; with `False` records carry the checked absolute path.
         dataset: name stored in records that have none (default: the file's stem).
-        max_pixels: decompression-bomb guard passed to :func:`depthlm_hf.imaging.load_image`.
+        max_pixels: decompression-bomb guard passed to :func:`depthlm_hf.prompting.imaging.load_image`.
 
     Iterating yields valid records (dicts with numpy `pixel_coords` (N, 2) [px] and `depth` (N,) [m],
     plus `index`, the 0-based record number in the file). :attr:`stats` counts `"ok"` and every

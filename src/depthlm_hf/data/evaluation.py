@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..markers import marker_fits
-from ..tasks import build_sample, check_task
-from .records import InvalidRecordError
-from .views import _rng, _View
+from depthlm_hf.data.records import InvalidRecordError
+from depthlm_hf.data.views import _rng, _View
+from depthlm_hf.prompting.markers import marker_fits
+from depthlm_hf.tasks.samples import build_sample, check_task
 
 
 class EvaluationView(_View):
@@ -34,9 +34,7 @@ class EvaluationView(_View):
         task: str = "distance",
     ) -> None:
         if check_task(task) not in ("distance", "z_distance"):
-            raise ValueError(
-                f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}."
-            )
+            raise ValueError(f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}.")
         self.source, self.processor, self.seed, self.task = source, processor, int(seed), task
         self.stats: Counter[str] = Counter()
         pairs = self._eligible()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..geometry import CameraIntrinsics
+from depthlm_hf.geometry import CameraIntrinsics
 
 if TYPE_CHECKING:
     import datasets
@@ -107,13 +107,9 @@ def _float_array(raw: Any, name: str, reason: str, shape_tail: tuple[int, ...]) 
 def _positive_depths(raw: Any, name: str, count: int) -> np.ndarray:
     depth = _float_array(raw, name, "bad_depth", ())
     if depth.shape[0] != count:
-        raise InvalidRecordError(
-            "length_mismatch", f"`{name}` has {depth.shape[0]} values for {count} `pixel_coords`."
-        )
+        raise InvalidRecordError("length_mismatch", f"`{name}` has {depth.shape[0]} values for {count} `pixel_coords`.")
     if not (np.isfinite(depth).all() and (depth > 0).all()):
-        raise InvalidRecordError(
-            "bad_depth", f"`{name}` must be finite and > 0 [m]; got {depth[~(depth > 0)][:3]}."
-        )
+        raise InvalidRecordError("bad_depth", f"`{name}` must be finite and > 0 [m]; got {depth[~(depth > 0)][:3]}.")
     return depth
 
 
@@ -124,8 +120,7 @@ def _check_inside(coords: np.ndarray, intr: CameraIntrinsics) -> None:
     if not inside.all():
         raise InvalidRecordError(
             "coords_outside_image",
-            f"`pixel_coords` {coords[~inside][:3].tolist()} lie outside the "
-            f"{intr.width}x{intr.height} image.",
+            f"`pixel_coords` {coords[~inside][:3].tolist()} lie outside the {intr.width}x{intr.height} image.",
         )
 
 
@@ -196,8 +191,6 @@ def to_jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"`{key}` is not finite: {value!r}.")
         elif not isinstance(value, (str, int, float, list, dict, type(None))):
-            raise TypeError(
-                f"`{key}` of type {type(value).__name__} cannot be written to JSON; save images first."
-            )
+            raise TypeError(f"`{key}` of type {type(value).__name__} cannot be written to JSON; save images first.")
         out[key] = value
     return out

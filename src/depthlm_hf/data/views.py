@@ -3,7 +3,7 @@
 The fixed evaluation view, built on the same machinery, is :mod:`depthlm_hf.data.evaluation`.
 
 A *source* is any sequence of records with `len()` and `source[i]` (a
-:class:`~depthlm_hf.data.curated.CuratedDataset`, a :class:`~depthlm_hf.synthetic.SyntheticDataset`
+:class:`~depthlm_hf.data.curated.CuratedDataset`, a :class:`~depthlm_hf.data.synthetic.scenes.SyntheticDataset`
 or a plain list). A view turns it into rows on the fly:
 
 - SFT rows `{"images": [marked image], "prompt": [user msg], "completion": [assistant msg]}`,
@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..geometry import CameraIntrinsics, centered_crop_window
-from ..markers import marker_fits
-from ..tasks import TaskRanges, TaskSample, build_sample, check_task
-from .records import InvalidRecordError
+from depthlm_hf.data.records import InvalidRecordError
+from depthlm_hf.geometry import CameraIntrinsics, centered_crop_window
+from depthlm_hf.prompting.markers import marker_fits
+from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
 
 RowFormat = Literal["sft", "grpo"]
 CropPosition = Literal["center", "random"]
@@ -40,9 +40,7 @@ PAPER_MIXTURE_WEIGHTS: dict[str, float] = {"matterport3d": 0.1}
 """The paper's mixture: every dataset weight 1 except Matterport3D, 0.1 (see :func:`mixture_weights`)."""
 
 
-def mixture_weights(
-    names: Sequence[str], overrides: Mapping[str, float] = PAPER_MIXTURE_WEIGHTS
-) -> list[float]:
+def mixture_weights(names: Sequence[str], overrides: Mapping[str, float] = PAPER_MIXTURE_WEIGHTS) -> list[float]:
     """Weights of datasets `names`: 1.0 each, or `overrides[name]` (case-insensitive).
 
     >>> mixture_weights(["ScanNet++", "Matterport3D", "Argoverse2"])
@@ -96,13 +94,9 @@ class TrainingViewConfig:
         if self.crop_position not in ("center", "random"):
             raise ValueError(f"`crop_position` must be 'center' or 'random', got {self.crop_position!r}.")
         if self.aspect_jitter is not None and not 0 < self.aspect_jitter[0] <= self.aspect_jitter[1]:
-            raise ValueError(
-                f"`aspect_jitter` must be (lo, hi) with 0 < lo <= hi, got {self.aspect_jitter!r}."
-            )
+            raise ValueError(f"`aspect_jitter` must be (lo, hi) with 0 < lo <= hi, got {self.aspect_jitter!r}.")
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
-            raise ValueError(
-                f"`tasks` must map task names to weights >= 0 with a positive sum, got {self.tasks!r}."
-            )
+            raise ValueError(f"`tasks` must map task names to weights >= 0 with a positive sum, got {self.tasks!r}.")
         for task in self.tasks:
             check_task(task)
 
@@ -200,7 +194,7 @@ class TrainingView(_View):
 
     Args:
         source: records (`len()` and `source[i]`).
-        processor: a :class:`~depthlm_hf.processing.DepthLMProcessor`.
+        processor: a :class:`~depthlm_hf.prompting.processing.DepthLMProcessor`.
         config: augmentations, tasks and their weights.
         seed: the rows are a pure function of `(seed, index)`.
         num_samples: rows in the view (None: endless, for `max_steps` training).
@@ -322,9 +316,7 @@ class TrainingView(_View):
         images, size = [], self._crop_size(rng)  # one crop size for both views
         for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
             intr = CameraIntrinsics.from_list(record[intr_key])
-            images.append(
-                self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image
-            )
+            images.append(self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image)
         row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages("translation")}
         if self.row_format == "sft":
             row["completion"] = self.processor.completion_messages(sample.value, "translation")

@@ -1,6 +1,6 @@
 """Demo data: mixed-camera ground-plane scenes, and the images the model sees for each query.
 
-Every scene is rendered by :func:`depthlm_hf.synthetic.render_scene` at its native camera (640x480,
+Every scene is rendered by :func:`depthlm_hf.data.synthetic.scenes.render_scene` at its native camera (640x480,
 focal 300-1500 px, fixed height, random pitch). The full method resizes it so the focal length becomes
 `unified_focal` (the processor's unification) and shows the model a `width` x `height` crop *centred on
 the query pixel*, with the red arrow at the centre. The "focal" ablation does the same on the whole
@@ -23,11 +23,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..geometry import CameraIntrinsics, PixelTransform
-from ..imaging import apply_transform
-from ..markers import MarkerStyle, draw_markers, marker_fits
-from ..processing import DepthLMProcessor
-from ..synthetic import SCENE_PRESETS, SceneConfig, render_scene
+from depthlm_hf.data.synthetic.scenes import SCENE_PRESETS, SceneConfig, render_scene
+from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
+from depthlm_hf.prompting.imaging import apply_transform
+from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.prompting.processing import DepthLMProcessor
 
 Mode = Literal["full", "focal", "marker"]
 MODES: tuple[str, ...] = ("full", "focal", "marker")

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..pointcloud import PointCloud  # noqa: E402
+from depthlm_hf.inference.pointcloud import PointCloud  # noqa: E402
 
 
 def plot_learning_curve(curve: Sequence[Mapping[str, float]], constants: Mapping[str, float], path: Path) -> None:

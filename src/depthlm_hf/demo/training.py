@@ -12,10 +12,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
 
-from ..metrics.functional import delta_accuracy, depth_metrics
-from ..processing import DepthLMProcessor
-from ..testing import tiny_processor, tiny_qwen2_5_vl_config
-from .data import Mode, SceneBank, model_image, question
+from depthlm_hf.demo.data import Mode, SceneBank, model_image, question
+from depthlm_hf.metrics.functional import delta_accuracy, depth_metrics
+from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl_config
+from depthlm_hf.prompting.processing import DepthLMProcessor
 
 
 def _linear_patch_embed(self, hidden_states: torch.Tensor) -> torch.Tensor:

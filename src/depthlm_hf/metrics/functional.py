@@ -43,7 +43,7 @@ RATE_NAMES = ("invalid_rate", "parse_failure_rate")
 def to_metres(predictions: Sequence[Any], task: str = "distance") -> list[float | None]:
     """Turn predictions (numbers, `None` or raw model text) into floats [m], `None` where text does not parse.
 
-    Text is read by `depthlm_hf.answers.parse_answer(text, task)`; numbers pass through unchanged
+    Text is read by `depthlm_hf.tasks.text.parse_answer(text, task)`; numbers pass through unchanged
     (NaN, inf and negative values included: :func:`depth_metrics` treats them as invalid).
 
     >>> to_metres([1.5, None, 2])
@@ -54,14 +54,12 @@ def to_metres(predictions: Sequence[Any], task: str = "distance") -> list[float 
         if p is None:
             out.append(None)
         elif isinstance(p, str):
-            from depthlm_hf.answers import parse_answer
+            from depthlm_hf.tasks.text import parse_answer
 
             value = parse_answer(p, task)
             out.append(None if value is None else float(value))
         elif isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
-            raise TypeError(
-                f"`predictions` must hold numbers, None or answer text, got {type(p).__name__} {p!r}."
-            )
+            raise TypeError(f"`predictions` must hold numbers, None or answer text, got {type(p).__name__} {p!r}.")
         else:
             out.append(float(p))
     return out
@@ -71,15 +69,12 @@ def _as_arrays(predictions: Sequence[Any], references: Sequence[float], task: st
     values = to_metres(predictions, task)
     refs = np.asarray(references, dtype=np.float64).reshape(-1)
     if len(values) != refs.shape[0]:
-        raise ValueError(
-            f"`predictions` has {len(values)} items and `references` {refs.shape[0]}; they must match."
-        )
+        raise ValueError(f"`predictions` has {len(values)} items and `references` {refs.shape[0]}; they must match.")
     bad = ~(np.isfinite(refs) & (refs > 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"`references` must be finite and > 0 [m]; {int(bad.sum())} are not (first: index {i}, "
-            f"value {refs[i]!r})."
+            f"`references` must be finite and > 0 [m]; {int(bad.sum())} are not (first: index {i}, value {refs[i]!r})."
         )
     unparseable = np.array([v is None for v in values], dtype=bool)
     preds = np.array([np.nan if v is None else v for v in values], dtype=np.float64)

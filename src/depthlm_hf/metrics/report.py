@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .functional import COUNT_NAMES, METRIC_NAMES, RATE_NAMES
+from depthlm_hf.metrics.functional import COUNT_NAMES, METRIC_NAMES, RATE_NAMES
 
 LOWER_IS_BETTER = {
     "abs_rel",
@@ -78,9 +78,7 @@ def metrics_table(results: Mapping[str, Mapping[str, float]], digits: int = 4) -
 
 def csv_rows(model: str, task: str, results: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
     """Flat rows `{"model", "task", "dataset", <metrics>...}` including an "Average" row."""
-    rows = [
-        {"model": model, "task": task, "dataset": name, **dict(values)} for name, values in results.items()
-    ]
+    rows = [{"model": model, "task": task, "dataset": name, **dict(values)} for name, values in results.items()]
     avg = {name: average(results, name) for name in (*METRIC_NAMES, *RATE_NAMES)}
     avg.update({name: sum(int(r[name]) for r in results.values()) for name in COUNT_NAMES})
     rows.append({"model": model, "task": task, "dataset": "Average", **avg})

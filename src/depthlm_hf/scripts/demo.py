@@ -26,7 +26,6 @@ import torch
 from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
-from depthlm_hf.configs import DepthLMSFTConfig
 from depthlm_hf.demo.data import DemoScenes, model_image, render_bank
 from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
 from depthlm_hf.demo.training import (
@@ -39,9 +38,10 @@ from depthlm_hf.demo.training import (
     predict,
 )
 from depthlm_hf.geometry import backproject
-from depthlm_hf.markers import marker_fits
-from depthlm_hf.pointcloud import PointCloud, query_grid
+from depthlm_hf.inference.pointcloud import PointCloud, query_grid
+from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.scripts.sft import AnswerOnlyCollator, index_dataset
+from depthlm_hf.training.configs import DepthLMSFTConfig
 
 DESCRIPTIONS = {
     "full": "Full method: every image is resized to the unified focal length; the model sees a window centred on the "

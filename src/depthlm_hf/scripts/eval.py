@@ -25,10 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 from trl import TrlParser
 
-from depthlm_hf import answers
 from depthlm_hf.data import EvaluationView, InvalidRecordError, load_curated
 from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
-from depthlm_hf.markers import MarkerStyle, marker_fits
 from depthlm_hf.metrics import depth_metrics
 from depthlm_hf.metrics.report import (
     csv_rows,
@@ -38,8 +36,10 @@ from depthlm_hf.metrics.report import (
     plot_predicted_vs_true,
     write_csv,
 )
-from depthlm_hf.processing import PRESETS
-from depthlm_hf.tasks import build_sample
+from depthlm_hf.prompting.markers import MarkerStyle, marker_fits
+from depthlm_hf.prompting.processing import PRESETS
+from depthlm_hf.tasks import text as answers
+from depthlm_hf.tasks.samples import build_sample
 
 
 @dataclass
@@ -52,19 +52,13 @@ class EvalArguments:
     )
     num_samples: str = field(default="8192", metadata={"help": "Samples per dataset and task, or 'all'."})
     tasks: list[str] = field(default_factory=lambda: ["distance"], metadata={"help": "Tasks to evaluate."})
-    output_dir: str = field(
-        default="eval_results", metadata={"help": "Folder for predictions, results, plots."}
-    )
+    output_dir: str = field(default="eval_results", metadata={"help": "Folder for predictions, results, plots."})
     seed: int = field(default=0, metadata={"help": "Seed of the evaluation set (fixed across runs)."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
-    preset: str = field(
-        default="paper", metadata={"help": "Processor preset whose geometry a constant uses."}
-    )
+    preset: str = field(default="paper", metadata={"help": "Processor preset whose geometry a constant uses."})
     plots: bool = field(default=True, metadata={"help": "Draw delta1 bars and predicted-vs-true plots."})
-    overwrite: bool = field(
-        default=False, metadata={"help": "Discard saved predictions instead of resuming."}
-    )
+    overwrite: bool = field(default=False, metadata={"help": "Discard saved predictions instead of resuming."})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
 
     def __post_init__(self) -> None:
@@ -110,9 +104,7 @@ class ConstantModel:
     def __init__(self, value: float, preset: str = "paper") -> None:
         self.value = float(value)
         settings = PRESETS[preset]
-        self.processor = _Geometry(
-            settings["unified_focal_length"], settings["focal_mode"], settings["marker"]
-        )
+        self.processor = _Geometry(settings["unified_focal_length"], settings["focal_mode"], settings["marker"])
 
 
 class _Geometry:
@@ -123,9 +115,7 @@ class _Geometry:
         self.marker_style = MarkerStyle.from_dict(marker)
 
     def focal_transform(self, intrinsics):
-        return unify_focal_length(
-            CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode
-        )
+        return unify_focal_length(CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode)
 
 
 def load_model(args: EvalArguments):
@@ -134,11 +124,9 @@ def load_model(args: EvalArguments):
         try:
             value = float(args.model.split(":", 1)[1])
         except ValueError:
-            raise ValueError(
-                f"`model` constant must be a number, e.g. 'constant:2.0', got {args.model!r}."
-            ) from None
+            raise ValueError(f"`model` constant must be a number, e.g. 'constant:2.0', got {args.model!r}.") from None
         return ConstantModel(value, args.preset)
-    from depthlm_hf.inference import DepthLMPredictor
+    from depthlm_hf.inference.predictor import DepthLMPredictor
 
     return DepthLMPredictor.from_pretrained(
         args.model, device=args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
@@ -199,9 +187,7 @@ def _translation_samples(paths, num_samples: int | None, seed: int) -> list[dict
     samples = []
     for k, index in enumerate(ids):
         value = build_sample("translation", paths[index], _rng(seed, k, "translation")).value
-        samples.append(
-            {"id": k, "record_index": index, "point_indices": [], "label": float(value), "fields": {}}
-        )
+        samples.append({"id": k, "record_index": index, "point_indices": [], "label": float(value), "fields": {}})
     return samples
 
 
@@ -269,9 +255,7 @@ def _model_answers(model, source, chunk: list[dict[str, Any]], task: str) -> lis
     ]
 
 
-def run_dataset_task(
-    model, args: EvalArguments, name: str, source, task: str, folder: Path
-) -> dict[str, Any]:
+def run_dataset_task(model, args: EvalArguments, name: str, source, task: str, folder: Path) -> dict[str, Any]:
     """Evaluate one dataset on one task, resuming from `folder/predictions.jsonl`; returns its metrics."""
     folder.mkdir(parents=True, exist_ok=True)
     run_info = {
@@ -343,9 +327,7 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
             per_dataset[name] = run_dataset_task(model, args, name, source, task, out / name / task)
         results[task] = per_dataset
         csv_all += csv_rows(args.model, task, per_dataset)
-        tables.append(
-            f"### {task}\n\n{headline_table(per_dataset, args.model)}\n\n{metrics_table(per_dataset)}"
-        )
+        tables.append(f"### {task}\n\n{headline_table(per_dataset, args.model)}\n\n{metrics_table(per_dataset)}")
         if args.plots:
             plot_metric_bars(out / f"delta1_{task}.png", per_dataset, f"{args.model}: delta1 ({task})")
     (out / "results.json").write_text(json.dumps({"arguments": asdict(args), "results": results}, indent=2))

@@ -5,7 +5,7 @@
         -m depthlm_hf.scripts.grpo --config recipes/qwen2_5_vl_3b/grpo/config_paper.yaml
 
 Plain TRL `GRPOTrainer`: the model answers with a think/answer completion, rewards come from
-`depthlm_hf.rewards` (the paper's negative L1 by default), and `--use_vllm true` generates with vLLM
+`depthlm_hf.training.rewards` (the paper's negative L1 by default), and `--use_vllm true` generates with vLLM
 where it is installed. The output folder holds the model, the `DepthLMProcessor` (with the GRPO
 system prompt) and a model card.
 """
@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from transformers import TrainerCallback, set_seed
 from trl import GRPOTrainer, ModelConfig, TrlParser
 
-from depthlm_hf.configs import DepthLMGRPOConfig, DepthLMScriptArguments
-from depthlm_hf.modelcard import ModelCardMixin, card_info_from_args
-from depthlm_hf.rewards import RewardFunc, get_reward
 from depthlm_hf.scripts.sft import (
     CheckpointResumeMixin,
     build_datasets,
@@ -30,6 +27,9 @@ from depthlm_hf.scripts.sft import (
     resume_checkpoint,
     save_outputs,
 )
+from depthlm_hf.training.configs import DepthLMGRPOConfig, DepthLMScriptArguments
+from depthlm_hf.training.modelcard import ModelCardMixin, card_info_from_args
+from depthlm_hf.training.rewards import RewardFunc, get_reward
 
 _ACCURACY_REWARDS = ("neg_l1", "neg_l2", "neg_absrel", "delta1")
 
@@ -54,9 +54,7 @@ def reward_functions(training_args: DepthLMGRPOConfig) -> list[RewardFunc]:
 def check_vllm(training_args: DepthLMGRPOConfig) -> None:
     """Fail early, with the fix, when vLLM generation is asked for but vLLM is not installed."""
     if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ValueError(
-            "`use_vllm` is true but vLLM is not installed: `pip install vllm`, or set `use_vllm: false`."
-        )
+        raise ValueError("`use_vllm` is true but vLLM is not installed: `pip install vllm`, or set `use_vllm: false`.")
 
 
 def make_parser() -> TrlParser:

@@ -27,7 +27,7 @@ from trl import TrlParser
 
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.records import to_jsonable
-from depthlm_hf.imaging import load_image
+from depthlm_hf.prompting.imaging import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -37,36 +37,18 @@ class PrepareArguments:
     """Arguments of `depthlm prepare`."""
 
     output_dir: str = field(metadata={"help": "Folder to write `<dataset>.jsonl` and `rgb/` into."})
-    source: str = field(
-        default="synthetic", metadata={"help": "'synthetic' (procedural scenes) or 'manifest'."}
-    )
-    manifest: str | None = field(
-        default=None, metadata={"help": "RGB-D manifest jsonl (for `source=manifest`)."}
-    )
-    preset: str = field(
-        default="indoor", metadata={"help": "Synthetic scene preset: indoor, outdoor or ground."}
-    )
-    num_images: int = field(
-        default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."}
-    )
+    source: str = field(default="synthetic", metadata={"help": "'synthetic' (procedural scenes) or 'manifest'."})
+    manifest: str | None = field(default=None, metadata={"help": "RGB-D manifest jsonl (for `source=manifest`)."})
+    preset: str = field(default="indoor", metadata={"help": "Synthetic scene preset: indoor, outdoor or ground."})
+    num_images: int = field(default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."})
     num_points: int = field(default=100, metadata={"help": "Labelled pixels sampled per image (paper: 100)."})
-    seed: int = field(
-        default=0, metadata={"help": "Seed of the pixel sampling (and of the synthetic scenes)."}
-    )
-    depth_kind: str = field(
-        default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."}
-    )
-    depth_scale: float = field(
-        default=1.0, metadata={"help": "Depth units per metre (1000 for millimetre PNGs)."}
-    )
+    seed: int = field(default=0, metadata={"help": "Seed of the pixel sampling (and of the synthetic scenes)."})
+    depth_kind: str = field(default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."})
+    depth_scale: float = field(default=1.0, metadata={"help": "Depth units per metre (1000 for millimetre PNGs)."})
     min_depth: float = field(default=0.0, metadata={"help": "Smallest Euclidean distance kept [m]."})
     max_depth: float = field(default=float("inf"), metadata={"help": "Largest Euclidean distance kept [m]."})
-    border: int = field(
-        default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."}
-    )
-    dataset: str | None = field(
-        default=None, metadata={"help": "Dataset name (default: the output folder's name)."}
-    )
+    border: int = field(default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."})
+    dataset: str | None = field(default=None, metadata={"help": "Dataset name (default: the output folder's name)."})
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "manifest"):
@@ -122,7 +104,7 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
 
 
 def _synthetic_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    from depthlm_hf.synthetic import SyntheticDataset
+    from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 
     scenes = SyntheticDataset(
         args.preset,
@@ -158,9 +140,7 @@ def prepare(args: PrepareArguments) -> dict[str, Any]:
                 summary["skipped"]["no_valid_pixel"] += 1
                 continue
             relative = f"rgb/{index:07d}.png"
-            image = (
-                record["image"] if isinstance(record["image"], Image.Image) else load_image(record["image"])
-            )
+            image = record["image"] if isinstance(record["image"], Image.Image) else load_image(record["image"])
             image.save(out / relative)
             record = {**record, "image": relative, "dataset": name}
             record.pop("index", None)

@@ -27,14 +27,14 @@ from transformers.utils import cached_file
 from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from depthlm_hf.configs import DepthLMScriptArguments, DepthLMSFTConfig
-from depthlm_hf.modelcard import ModelCardMixin, card_info_from_args, write_model_card
-from depthlm_hf.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.prompting.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.training.configs import DepthLMScriptArguments, DepthLMSFTConfig
+from depthlm_hf.training.modelcard import ModelCardMixin, card_info_from_args, write_model_card
 
 logger = logging.getLogger(__name__)
 
 TINY = "tiny"
-"""`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.testing` (CPU)."""
+"""`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.models.tiny` (CPU)."""
 
 
 class CheckpointResumeMixin:
@@ -50,9 +50,7 @@ class CheckpointResumeMixin:
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         model = self.model if model is None else model
         folder = Path(resume_from_checkpoint)
-        weights = (folder / "model.safetensors").is_file() or (
-            folder / "model.safetensors.index.json"
-        ).is_file()
+        weights = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
         plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
         if not (plain and weights and isinstance(model, PreTrainedModel)):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
@@ -107,7 +105,7 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
     overrides = script_args.processor_overrides()
     name = model_args.model_name_or_path
     if name == TINY:
-        from depthlm_hf.testing import tiny_processor
+        from depthlm_hf.models.tiny import tiny_processor
 
         return _with_overrides(tiny_processor(), overrides)
     saved = _saved_processor_config(name, model_args.model_revision)
@@ -118,9 +116,7 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
     preset.setdefault("base_processor_class", saved.get("processor_class", "Qwen2_5_VLProcessor"))
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
-    return DepthLMProcessor.from_pretrained(
-        name, revision=model_args.model_revision, **{**preset, **overrides}
-    )
+    return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
 
 
 def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> DepthLMProcessor:
@@ -130,9 +126,7 @@ def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> D
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**processor.marker, **overrides["marker"]}}
     settings = {**settings, **overrides, "chat_template": processor.chat_template}
-    settings = {
-        k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")
-    }
+    settings = {k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")}
     return type(processor)(processor.image_processor, processor.tokenizer, **settings)
 
 
@@ -185,14 +179,11 @@ def num_train_samples(training_args: Any) -> int:
 def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, Any]:
     """Record sources by name: the curated datasets (read lazily), or the synthetic preset's scenes."""
     from depthlm_hf.data import load_curated
-    from depthlm_hf.synthetic import SyntheticDataset
+    from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 
     if script_args.dataset:
         sources = script_args.dataset_sources()
-        return {
-            name: load_curated(*source)
-            for name, source in zip(script_args.dataset_names(), sources, strict=True)
-        }
+        return {name: load_curated(*source) for name, source in zip(script_args.dataset_names(), sources, strict=True)}
     overrides = {}
     if script_args.synthetic_image_size is not None:
         width, height = script_args.synthetic_image_size
@@ -207,9 +198,7 @@ def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, 
     return {f"synthetic_{script_args.synthetic}": scenes}
 
 
-def training_view(
-    script_args: DepthLMScriptArguments, processor: DepthLMProcessor, seed: int, kind: str
-) -> Any:
+def training_view(script_args: DepthLMScriptArguments, processor: DepthLMProcessor, seed: int, kind: str) -> Any:
     """The (mixture of) training view(s) of the data engineer's `depthlm_hf.data.views` for the run."""
     from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
 
@@ -224,8 +213,7 @@ def training_view(
     )
     sources = record_sources(script_args, seed)
     views = {
-        name: TrainingView(source, processor, config, seed=seed, row_format=kind)
-        for name, source in sources.items()
+        name: TrainingView(source, processor, config, seed=seed, row_format=kind) for name, source in sources.items()
     }
     if len(views) == 1:
         return next(iter(views.values()))
@@ -238,9 +226,7 @@ def build_datasets(
     """The training dataset of the run, and an evaluation one (other rows of the same views) when
     `eval_samples` > 0."""
     seed = training_args.seed
-    train = index_dataset(
-        num_train_samples(training_args), training_view(script_args, processor, seed, kind), kind
-    )
+    train = index_dataset(num_train_samples(training_args), training_view(script_args, processor, seed, kind), kind)
     evaluation = None
     if script_args.eval_samples:
         eval_view = training_view(script_args, processor, seed + 1_000_003, kind)
@@ -265,7 +251,7 @@ def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
     if model_args.model_name_or_path == TINY:
         from transformers.integrations import is_deepspeed_zero3_enabled
 
-        from depthlm_hf.testing import tiny_qwen2_5_vl
+        from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 
         if is_deepspeed_zero3_enabled():
             raise ValueError(
@@ -347,9 +333,7 @@ def train(
     train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft")
     model = load_model(model_args, training_args)
 
-    collator = AnswerOnlyCollator(
-        processor=processor, max_length=training_args.max_length, completion_only_loss=True
-    )
+    collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
     trainer = DepthLMSFTTrainer(
         model=model,
         args=training_args,

@@ -29,7 +29,7 @@ e = ln pred - ln gt) over the valid answers, plus how many answers were invalid 
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `float`, `None` or `str`): predicted values [m] (or [s], [m/s] for the
-        time and speed tasks), or the raw model answers, parsed with `depthlm_hf.answers.parse_answer`.
+        time and speed tasks), or the raw model answers, parsed with `depthlm_hf.tasks.text.parse_answer`.
         `None`, NaN, inf, zero and negative values are invalid.
     references (`list` of `float`): ground-truth values, finite and > 0.
     task (`str`, default "distance"): the DepthLM task, which selects the answer parser's unit.
@@ -55,12 +55,8 @@ class DepthlmDepth(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
-                datasets.Features(
-                    {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
-                ),
-                datasets.Features(
-                    {"predictions": datasets.Value("string"), "references": datasets.Value("float64")}
-                ),
+                datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
+                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("float64")}),
             ],
             reference_urls=["https://arxiv.org/abs/2509.25413"],
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from depthlm_hf.testing import tiny_llava_pixtral, tiny_qwen2_5_vl, tiny_tokenizer
+from depthlm_hf.models.tiny import tiny_llava_pixtral, tiny_qwen2_5_vl, tiny_tokenizer
 
 
 def test_digits_are_single_tokens_and_specials_exist():

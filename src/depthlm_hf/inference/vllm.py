@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import answers
-from .geometry import CameraIntrinsics
-from .inference import DEFAULT_MAX_NEW_TOKENS, DepthPrediction, TokenClasses, unify
-from .processing import DepthLMProcessor
+from depthlm_hf.geometry import CameraIntrinsics
+from depthlm_hf.inference.predictor import DEFAULT_MAX_NEW_TOKENS, DepthPrediction, TokenClasses, unify
+from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.tasks import text as answers
 
 
 def _require_vllm():
@@ -40,9 +40,7 @@ class VLLMPredictor:
         max_new_tokens: tokens generated per query after the forced prefix.
     """
 
-    def __init__(
-        self, llm: Any, processor: DepthLMProcessor, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    ) -> None:
+    def __init__(self, llm: Any, processor: DepthLMProcessor, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
         self.llm, self.processor, self.max_new_tokens = llm, processor, int(max_new_tokens)
         self.classes = TokenClasses(processor.tokenizer)
 
@@ -66,9 +64,7 @@ class VLLMPredictor:
         vllm = _require_vllm()
         spec = answers.get_task(task)
         if spec.num_images != 1:
-            raise ValueError(
-                f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one."
-            )
+            raise ValueError(f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one.")
         processor = self.processor
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         processor.prepare(image, intrinsics, pts)  # clear errors for points that cannot be marked
@@ -92,13 +88,9 @@ class VLLMPredictor:
             tokens = list(completion.token_ids)
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, tokens, strict=True)]
             end = self.classes.number_end(tokens)
-            text = processor.tokenizer.decode(
-                tokens if end is None else tokens[: end + 1], skip_special_tokens=True
-            )
+            text = processor.tokenizer.decode(tokens if end is None else tokens[: end + 1], skip_special_tokens=True)
             value = None if end is None else processor.parse_answer(text, task)
             values.append(value)
-            confidence.append(
-                math.nan if value is None else self.classes.confidence(tokens[:end], logprobs[:end])
-            )
+            confidence.append(math.nan if value is None else self.classes.confidence(tokens[:end], logprobs[:end]))
             texts.append(text)
         return DepthPrediction(values, np.array(confidence, dtype=np.float64), texts)

@@ -1,6 +1,6 @@
 """The six DepthLM tasks (paper Sec. 3.4): labels computed from geometry, and samples built from records.
 
-Text (questions, answers, parsing) lives in :mod:`depthlm_hf.answers`; this module decides *which*
+Text (questions, answers, parsing) lives in :mod:`depthlm_hf.tasks.text`; this module decides *which*
 pixels and images a sample uses, the values of the question's fields (a time, a speed) and the
 label. Labels are in SI units: metres [m], seconds [s], metres per second [m/s].
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .answers import TASKS
-from .geometry import CameraIntrinsics, euclidean_to_z, point_to_point_distance
+from depthlm_hf.geometry import CameraIntrinsics, euclidean_to_z, point_to_point_distance
+from depthlm_hf.tasks.text import TASKS
 
 
 def distance_label(distance: float) -> float:
@@ -62,9 +62,7 @@ def time_label(distance: float, speed: float) -> float:
     return float(distance) / float(speed)
 
 
-def two_point_distance_label(
-    points: np.ndarray, distances: Sequence[float], intrinsics: CameraIntrinsics
-) -> float:
+def two_point_distance_label(points: np.ndarray, distances: Sequence[float], intrinsics: CameraIntrinsics) -> float:
     """Distance `|P1 - P2|` [m] between the 3D points of pixels (2, 2) [px] at Euclidean `distances` (2,) [m].
 
     >>> cam = CameraIntrinsics(500, 500, 320, 240, 640, 480)
@@ -88,7 +86,7 @@ class TaskSample:
     """One question about one record.
 
     Attributes:
-        task: a name in `depthlm_hf.answers.TASKS`.
+        task: a name in `depthlm_hf.tasks.text.TASKS`.
         point_indices: indices of the marked pixels in the record's `pixel_coords` (none for `translation`).
         points: (K, 2) [px] those pixels in the record's image.
         value: the label in the task's unit [m, s or m/s].

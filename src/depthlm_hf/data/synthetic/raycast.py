@@ -4,7 +4,7 @@ Scenes (:class:`Layout`) are a ground plane, optionally a room, axis-aligned box
 sky; :func:`render` casts one ray per pixel centre of a :class:`Camera` and returns the colour, the
 Euclidean and principal-axis depth, and a validity mask. World frame: X right, Y up, Z forward,
 ground at Y = 0 [m]; camera frame (OpenCV): x right, y down, z forward. Random scenes built on this
-live in :mod:`depthlm_hf.synthetic`.
+live in :mod:`depthlm_hf.data.synthetic.scenes`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import CameraIntrinsics
+from depthlm_hf.geometry import CameraIntrinsics
 
 Range = tuple[float, float]
 _LIGHT = np.array([0.35, 0.85, -0.4]) / np.linalg.norm([0.35, 0.85, -0.4])
@@ -65,9 +65,7 @@ class Layout:
     sky: bool = True
     tile: float = 0.5
     texture_contrast: float = 1.0
-    ground_colors: np.ndarray = field(
-        default_factory=lambda: np.array([[0.55, 0.5, 0.42], [0.35, 0.33, 0.3]])
-    )
+    ground_colors: np.ndarray = field(default_factory=lambda: np.array([[0.55, 0.5, 0.42], [0.35, 0.33, 0.3]]))
     wall_color: np.ndarray = field(default_factory=lambda: np.array([0.75, 0.72, 0.65]))
 
 
@@ -181,9 +179,7 @@ def render(layout: Layout, camera: Camera, depth_range: Range = (0.0, math.inf))
     return RenderedView(image, depth, z_depth, valid, camera)
 
 
-def _band_pixels(
-    rect: tuple[int, int, int, int] | None, rows: tuple[int, int], width: int
-) -> np.ndarray | None:
+def _band_pixels(rect: tuple[int, int, int, int] | None, rows: tuple[int, int], width: int) -> np.ndarray | None:
     if rect is None:
         return None
     r0, r1 = max(rect[0], rows[0]) - rows[0], min(rect[1], rows[1]) - rows[0]
@@ -267,9 +263,7 @@ def _shade(layout: Layout, o, d, t, kind, normal_axis, index, focal: float) -> n
     ground = 1.0 - 0.4 * c * np.minimum(fade * layout.tile, 1.0) * _parity(px * inv_tile, pz * inv_tile)
     wall = 1.0 - 0.18 * c * np.minimum(fade * layout.tile, 1.0) * _parity(py * inv_tile)
     box = 1.0 - 0.15 * c * np.minimum(fade * 0.25, 1.0) * _parity(px * 4.0, py * 4.0, pz * 4.0)
-    shade = np.select([kind == _GROUND, kind == _WALL, kind == _BOX], [ground, wall, box], 1.0).astype(
-        np.float32
-    )
+    shade = np.select([kind == _GROUND, kind == _WALL, kind == _BOX], [ground, wall, box], 1.0).astype(np.float32)
     # Axis-aligned surfaces face the camera: normal = -sign(d[axis]) e_axis, so n . L = -sign(d_axis) L_axis.
     d_axis = np.where(normal_axis == 0, d[0], np.where(normal_axis == 1, d[1], d[2]))
     cos_light = -np.sign(d_axis) * _LIGHT.astype(np.float32)[normal_axis]

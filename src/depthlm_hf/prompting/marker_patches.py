@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .markers import MarkerStyle, draw_markers
+from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 
 # PIL's bicubic filter reaches 2 source pixels (times the downscale factor) on each side.
 _BICUBIC_SUPPORT = 2.0
@@ -54,9 +54,7 @@ class MarkedImageBatcher:
     stock processor path).
     """
 
-    def __init__(
-        self, processor: Any, image: Image.Image, text_inputs: dict[str, torch.Tensor], device=None
-    ) -> None:
+    def __init__(self, processor: Any, image: Image.Image, text_inputs: dict[str, torch.Tensor], device=None) -> None:
         self.processor = processor
         self.image = image
         self.style: MarkerStyle = processor.marker_style
@@ -72,9 +70,7 @@ class MarkedImageBatcher:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.base_pixels = base["pixel_values"].to(self.device)
         self.text = {
-            k: v.to(self.device)
-            for k, v in text_inputs.items()
-            if k not in ("pixel_values", "image_grid_thw")
+            k: v.to(self.device) for k, v in text_inputs.items() if k not in ("pixel_values", "image_grid_thw")
         }
 
     def _resize(self, image: Image.Image, width: int, height: int) -> Image.Image:
@@ -89,9 +85,7 @@ class MarkedImageBatcher:
         horizontal = self._resize(self.image, self.out_width, self.image.height)
         if np.array_equal(np.asarray(self._resize(horizontal, self.out_width, self.out_height)), full):
             return False, np.asarray(horizontal)
-        raise ValueError(
-            "PIL's resize of this image is not two separable passes; use the processor's own path."
-        )
+        raise ValueError("PIL's resize of this image is not two separable passes; use the processor's own path.")
 
     def _span(self, lo: int, hi: int, scale: float, out_size: int) -> tuple[int, int]:
         """Output range [first, last), merge-block aligned, that source pixels lo..hi reach via the filter."""
@@ -128,16 +122,12 @@ class MarkedImageBatcher:
             columns = draw_markers(self.image.crop((x0, 0, x1, height)), [[x - x0, y]], self.style)
             strip = self.first_pass[oy0:oy1].copy()
             strip[:, x0:x1] = np.asarray(self._resize(columns, x1 - x0, self.out_height))[oy0:oy1]
-            out = self._resize(Image.fromarray(strip), self.out_width, oy1 - oy0).crop(
-                (ox0, 0, ox1, oy1 - oy0)
-            )
+            out = self._resize(Image.fromarray(strip), self.out_width, oy1 - oy0).crop((ox0, 0, ox1, oy1 - oy0))
         else:
             rows = draw_markers(self.image.crop((0, y0, width, y1)), [[x, y - y0]], self.style)
             strip = self.first_pass[:, ox0:ox1].copy()
             strip[y0:y1] = np.asarray(self._resize(rows, self.out_width, y1 - y0))[:, ox0:ox1]
-            out = self._resize(Image.fromarray(strip), ox1 - ox0, self.out_height).crop(
-                (0, oy0, ox1 - ox0, oy1)
-            )
+            out = self._resize(Image.fromarray(strip), ox1 - ox0, self.out_height).crop((0, oy0, ox1 - ox0, oy1))
         return (ox0, oy0, ox1, oy1), out
 
     def window_pixels(self, x: int, y: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -153,9 +143,7 @@ class MarkedImageBatcher:
         pixels = self.base_pixels.repeat(count, 1)
         for i, (x, y) in enumerate(points.tolist()):
             rows, patches = self.window_pixels(x, y)
-            pixels[torch.as_tensor(rows + i * per_image, device=self.device)] = patches.to(
-                self.device, pixels.dtype
-            )
+            pixels[torch.as_tensor(rows + i * per_image, device=self.device)] = patches.to(self.device, pixels.dtype)
         inputs = {k: v.expand(count, *v.shape[1:]).contiguous() for k, v in self.text.items()}
         inputs["pixel_values"] = pixels
         inputs["image_grid_thw"] = self.grid.to(self.device).repeat(count, 1)

@@ -7,7 +7,7 @@ them, and returns one float per completion (or `None`, which `trl.GRPOTrainer` l
 
 `depth` is the ground-truth answer of each row in the task's unit ([m] for distances, [s] for time,
 [m/s] for speed); a `task` column, when the dataset has one (multi-task mixtures), tells how to parse
-each completion. Answers are read with `depthlm_hf.answers.parse_answer`, which finds the number inside
+each completion. Answers are read with `depthlm_hf.tasks.text.parse_answer`, which finds the number inside
 `<answer> </answer>` tags when present and in the plain sentence otherwise. A completion with no number
 gets the reward's `penalty`: a defined value, never a crash.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from depthlm_hf.answers import parse_answer
+from depthlm_hf.tasks.text import parse_answer
 
 RewardFunc = Callable[..., list[float | None]]
 Metric = Literal["l1", "l2", "absrel", "delta1"]
@@ -222,9 +222,7 @@ def get_reward(name: str | Callable[..., Any], **params: Any) -> RewardFunc:
         try:
             obj = _import_object(name)
         except (ImportError, AttributeError) as err:
-            raise ValueError(
-                f"Cannot import reward {name!r}: {err}. Available: {', '.join(REWARDS)}."
-            ) from err
+            raise ValueError(f"Cannot import reward {name!r}: {err}. Available: {', '.join(REWARDS)}.") from err
         if not callable(obj):
             raise TypeError(f"Reward {name!r} is a {type(obj).__name__}, not a callable.")
         return obj(**params) if params else obj

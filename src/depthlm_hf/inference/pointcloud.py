@@ -18,9 +18,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from .geometry import CameraIntrinsics, backproject, euclidean_to_z
-from .imaging import load_image
-from .markers import marker_fits
+from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z
+from depthlm_hf.prompting.imaging import load_image
+from depthlm_hf.prompting.markers import marker_fits
 
 
 @dataclass
@@ -170,9 +170,7 @@ def query_grid(
     if fits is not None:
         cols_ok, rows_ok = np.flatnonzero(fits.any(axis=0)), np.flatnonzero(fits.any(axis=1))
         if len(cols_ok) == 0:
-            raise ValueError(
-                "No pixel of the image can carry a marker: the image is too small for the marker style."
-            )
+            raise ValueError("No pixel of the image can carry a marker: the image is too small for the marker style.")
         x0, x1, y0, y1 = cols_ok[0], cols_ok[-1], rows_ok[0], rows_ok[-1]
     w, h = x1 - x0 + 1, y1 - y0 + 1
     cols = int(np.clip(round(math.sqrt(num_points * w / h)), 1, w))

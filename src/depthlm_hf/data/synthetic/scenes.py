@@ -11,7 +11,7 @@ depth is the exact ray-surface distance, so labels carry no sensor noise. Preset
 
 World frame: X right, Y up, Z forward, ground at Y = 0 [m]. Camera frame (OpenCV): x right, y down,
 z forward. A camera is its intrinsics, a camera-to-world rotation (3, 3) and a centre (3,) [m].
-The ray caster itself is :mod:`depthlm_hf.data.raycast`.
+The ray caster itself is :mod:`depthlm_hf.data.synthetic.raycast`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .data.convert import rgbd_to_record
-from .data.raycast import Camera, Layout, Range, RenderedView, look_rotation, render
-from .geometry import CameraIntrinsics
+from depthlm_hf.data.convert import rgbd_to_record
+from depthlm_hf.data.synthetic.raycast import Camera, Layout, Range, RenderedView, look_rotation, render
+from depthlm_hf.geometry import CameraIntrinsics
 
 __all__ = [
     "SCENE_PRESETS",
@@ -201,9 +201,7 @@ def random_layout(config: SceneConfig, rng: np.random.Generator, camera: Camera)
     boxes_arr = np.array(boxes).reshape(-1, 6)
     spheres_arr = np.array(spheres).reshape(-1, 4)
     if room is not None:  # keep objects inside the room
-        boxes_arr = boxes_arr[
-            (boxes_arr[:, 0] > room[0]) & (boxes_arr[:, 3] < room[1]) & (boxes_arr[:, 5] < room[4])
-        ]
+        boxes_arr = boxes_arr[(boxes_arr[:, 0] > room[0]) & (boxes_arr[:, 3] < room[1]) & (boxes_arr[:, 5] < room[4])]
         spheres_arr = spheres_arr[
             (np.abs(spheres_arr[:, 0]) + spheres_arr[:, 3] < room[1])
             & (spheres_arr[:, 2] + spheres_arr[:, 3] < room[4])
@@ -242,9 +240,7 @@ def _free(position: np.ndarray, layout: Layout, margin: float) -> bool:
         xmin, xmax, _, zmin, zmax = layout.room
         if not (xmin + margin < position[0] < xmax - margin and zmin + margin < position[2] < zmax - margin):
             return False
-    inside_box = ((layout.boxes[:, :3] - margin < position) & (position < layout.boxes[:, 3:] + margin)).all(
-        axis=1
-    )
+    inside_box = ((layout.boxes[:, :3] - margin < position) & (position < layout.boxes[:, 3:] + margin)).all(axis=1)
     gap = np.linalg.norm(layout.spheres[:, :3] - position, axis=1) - layout.spheres[:, 3]
     return not inside_box.any() and not (gap < margin).any()
 

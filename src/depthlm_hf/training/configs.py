@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from trl import GRPOConfig, SFTConfig
 
-from depthlm_hf.answers import TASKS
-from depthlm_hf.synthetic import get_config as scene_config
+from depthlm_hf.data.synthetic.scenes import get_config as scene_config
+from depthlm_hf.tasks.text import TASKS
 
 GRPO_SYSTEM_PROMPT = (
     "You answer questions about distances in images. First reason about the question inside <think> </think> "
@@ -62,7 +62,7 @@ class DepthLMScriptArguments:
     synthetic: str = field(
         default="indoor",
         metadata={
-            "help": "Procedural scene preset used when `dataset` is empty (see `depthlm_hf.synthetic`): "
+            "help": "Procedural scene preset used when `dataset` is empty (see `depthlm_hf.data.synthetic.scenes`): "
             "indoor 1-10 m, outdoor 2-80 m, ground (a plain ground plane, the easiest for a tiny model on "
             "CPU)."
         },
@@ -85,9 +85,7 @@ class DepthLMScriptArguments:
     )
     crop_width: list[int] | None = field(
         default_factory=lambda: [1000, 1400],
-        metadata={
-            "help": "Range [min, max] [px] of the random crop width after focal unification (none: no crop)."
-        },
+        metadata={"help": "Range [min, max] [px] of the random crop width after focal unification (none: no crop)."},
     )
     crop_height: list[int] | None = field(
         default_factory=lambda: [700, 1200],
@@ -113,9 +111,7 @@ class DepthLMScriptArguments:
     )
     focal_mode: Literal["xy", "fx"] | None = field(
         default=None,
-        metadata={
-            "help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."
-        },
+        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."},
     )
     marker_shape: Literal["arrow", "cross", "circle"] | None = field(
         default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
@@ -124,7 +120,7 @@ class DepthLMScriptArguments:
     processor_preset: Literal["paper", "official_pixtral"] = field(
         default="paper",
         metadata={
-            "help": "DepthLMProcessor preset (`depthlm_hf.processing.PRESETS`) used when the model folder "
+            "help": "DepthLMProcessor preset (`depthlm_hf.prompting.processing.PRESETS`) used when the model folder "
             "has no saved DepthLM processor."
         },
     )
@@ -134,10 +130,7 @@ class DepthLMScriptArguments:
     )
     eval_samples: int = field(
         default=0,
-        metadata={
-            "help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no "
-            "evaluation)."
-        },
+        metadata={"help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no evaluation)."},
     )
 
     def __post_init__(self) -> None:
@@ -158,13 +151,9 @@ class DepthLMScriptArguments:
         if self.aspect_jitter is not None and (
             len(self.aspect_jitter) != 2 or not 0 < self.aspect_jitter[0] <= self.aspect_jitter[1]
         ):
-            raise ValueError(
-                f"`aspect_jitter` must be [lo, hi] with 0 < lo <= hi, got {self.aspect_jitter!r}."
-            )
+            raise ValueError(f"`aspect_jitter` must be [lo, hi] with 0 < lo <= hi, got {self.aspect_jitter!r}.")
         if self.synthetic_image_size is not None and len(self.synthetic_image_size) != 2:
-            raise ValueError(
-                f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}."
-            )
+            raise ValueError(f"`synthetic_image_size` must be [width, height], got {self.synthetic_image_size!r}.")
         try:
             scene_config(self.synthetic)
         except ValueError as err:
@@ -219,9 +208,7 @@ class DepthLMSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Maximum sequence length; `None` keeps every image token (recommended for VLMs)."},
     )
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
-    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
     warmup_steps: float = field(
         default=0.1,
         metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."},
@@ -236,7 +223,7 @@ class DepthLMGRPOConfig(GRPOConfig):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["neg_l1"],
         metadata={
-            "help": "Reward functions: names in `depthlm_hf.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, "
+            "help": "Reward functions: names in `depthlm_hf.training.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, "
             "delta1, format) or dotted import paths. Paper: neg_l1."
         },
     )
@@ -252,9 +239,7 @@ class DepthLMGRPOConfig(GRPOConfig):
         metadata={"help": "System prompt of the GRPO conversations (saved with the processor); empty: none."},
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate (paper: 1e-5, constant)."})
-    lr_scheduler_type: str = field(
-        default="constant", metadata={"help": "Learning-rate schedule (paper: constant)."}
-    )
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule (paper: constant)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (paper: 1.0)."})
     num_generations: int | None = field(default=8, metadata={"help": "Completions per prompt (paper: 8)."})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient (paper: 0, no reference model)."})

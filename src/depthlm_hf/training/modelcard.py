@@ -89,9 +89,7 @@ def recipe_from_args(training_args: Any) -> dict[str, Any]:
             recipe[key] = getattr(value, "value", value)  # enums (scheduler type) as their string
     if {"per_device_train_batch_size", "gradient_accumulation_steps", "world_size"} <= recipe.keys():
         recipe["global_batch_size"] = (
-            recipe["per_device_train_batch_size"]
-            * recipe["gradient_accumulation_steps"]
-            * recipe["world_size"]
+            recipe["per_device_train_batch_size"] * recipe["gradient_accumulation_steps"] * recipe["world_size"]
         )
     return recipe
 
@@ -169,9 +167,7 @@ def render_model_card(info: ModelCardInfo) -> str:
         pipeline_tag="image-text-to-text",
         tags=["depthlm", "metric-depth", "visual-prompting", "trl", info.method],
     )
-    method = {"sft": "supervised fine-tuning (TRL `SFTTrainer`)", "grpo": "GRPO (TRL `GRPOTrainer`)"}[
-        info.method
-    ]
+    method = {"sft": "supervised fine-tuning (TRL `SFTTrainer`)", "grpo": "GRPO (TRL `GRPOTrainer`)"}[info.method]
     repo = info.hub_model_id or "path/to/this/folder"
     parts = [
         f"# {repo.split('/')[-1]}",
@@ -193,7 +189,7 @@ def render_model_card(info: ModelCardInfo) -> str:
         "## Usage",
         "```python\n"
         "from transformers import AutoModelForImageTextToText\n"
-        "from depthlm_hf.processing import DepthLMProcessor\n\n"
+        "from depthlm_hf.prompting.processing import DepthLMProcessor\n\n"
         f'model = AutoModelForImageTextToText.from_pretrained("{repo}")\n'
         f'processor = DepthLMProcessor.from_pretrained("{repo}")\n'
         "inputs = processor(images=image, intrinsics=[fx, fy, cx, cy, width, height], points=[[x, y]])\n"
@@ -221,9 +217,7 @@ def read_card_info(folder: str | Path) -> ModelCardInfo:
     """The `ModelCardInfo` saved in `folder` by `write_model_card`."""
     path = Path(folder) / CARD_INFO_FILE
     if not path.is_file():
-        raise FileNotFoundError(
-            f"No {CARD_INFO_FILE} in {str(folder)!r}: the folder was not written by depthlm_hf."
-        )
+        raise FileNotFoundError(f"No {CARD_INFO_FILE} in {str(folder)!r}: the folder was not written by depthlm_hf.")
     return ModelCardInfo(**json.loads(path.read_text()))
 
 
@@ -243,9 +237,7 @@ class ModelCardMixin:
 
     card_info: ModelCardInfo | None = None
 
-    def create_model_card(
-        self, model_name: str | None = None, dataset_name: str | None = None, tags=None
-    ) -> None:
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None) -> None:
         if self.card_info is None:
             return super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)  # type: ignore[misc]
         if self.is_world_process_zero():  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ same answer as a full generation:
   `max_new_tokens` stays small (8 by default) and no row runs on to the end of its turn;
 - the focal-length unification (the costly resize) runs once per image, not once per query, and for
   Qwen2-VL-style processors the image processor too: each query only re-processes the patches its
-  marker changes (`depthlm_hf.marker_patches`, bit-identical to the stock processor's output);
+  marker changes (`depthlm_hf.prompting.marker_patches`, bit-identical to the stock processor's output);
 - `torch.inference_mode`, and bf16 weights with SDPA attention when loaded on a GPU.
 
 Each query needs its own marked image (one marker per image, as in training), so the vision tower
@@ -41,9 +41,10 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from . import answers, marker_patches
-from .geometry import CameraIntrinsics, PixelTransform
-from .processing import DepthLMProcessor
+from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
+from depthlm_hf.prompting import marker_patches
+from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.tasks import text as answers
 
 DEFAULT_MAX_NEW_TOKENS = 8
 
@@ -187,7 +188,7 @@ class DepthLMPredictor:
         max_new_tokens: tokens generated per query after the forced prefix (the number and its end).
         show_progress: tqdm bars on multi-batch work.
         fast_images: for single-marker tasks on Qwen2-VL-style processors, preprocess the image once and
-            only the patches each marker changes (`depthlm_hf.marker_patches`; bit-identical inputs).
+            only the patches each marker changes (`depthlm_hf.prompting.marker_patches`; bit-identical inputs).
 
     >>> predictor = DepthLMPredictor.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
     >>> cam = [559.6, 558.1, 361.9, 242.0, 640, 480]
@@ -277,7 +278,7 @@ class DepthLMPredictor:
             image: RGB image (PIL, path or (H, W, 3) uint8 array).
             intrinsics: its camera, `[fx, fy, cx, cy, width, height]` [px].
             points: (N, 2) [px] query pixels `[x, y]` of the input image.
-            task: a single-image task of `depthlm_hf.answers.TASKS`.
+            task: a single-image task of `depthlm_hf.tasks.text.TASKS`.
             batch_size: queries per `generate` call (default: the predictor's).
             task_fields: the question's placeholders (e.g. `{"time": 2.0}` for "speed").
             progress: show a progress bar (default: when there is more than one batch).

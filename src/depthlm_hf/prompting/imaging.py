@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .geometry import PixelTransform
+from depthlm_hf.geometry import PixelTransform
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Largest image (width x height) accepted by default: 8000 x 8000."""

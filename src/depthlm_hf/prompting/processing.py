@@ -24,10 +24,10 @@ from PIL import Image
 from transformers import ImageProcessingMixin, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
-from . import answers
-from .geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
-from .imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
-from .markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
+from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
+from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.tasks import text as answers
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -340,7 +340,7 @@ def _group_points(points, per_query: int) -> list[np.ndarray]:
 class DepthLMProcessor(VisualPromptProcessor):
     """The DepthLM processor: visual prompts plus the six tasks' question/answer text and the answer parser.
 
-    Tasks are named in `depthlm_hf.answers.TASKS`; `question_template`/`answer_template` override the
+    Tasks are named in `depthlm_hf.tasks.text.TASKS`; `question_template`/`answer_template` override the
     distance task's text (the "official_pixtral" preset uses them).
     """
 

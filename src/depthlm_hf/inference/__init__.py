@@ -1,0 +1,1 @@
+"""Inference: the predictor, point clouds and the optional vLLM backend."""

@@ -1,0 +1,17 @@
+"""The DepthLM tasks: question and answer text, the answer parser, labels and samples."""
+
+from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
+from depthlm_hf.tasks.text import TASKS, TaskText, format_answer, get_task, parse_answer, question
+
+__all__ = [
+    "TASKS",
+    "TaskRanges",
+    "TaskSample",
+    "TaskText",
+    "build_sample",
+    "check_task",
+    "format_answer",
+    "get_task",
+    "parse_answer",
+    "question",
+]

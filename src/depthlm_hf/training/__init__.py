@@ -1,0 +1,1 @@
+"""Training: TRL configs, rewards and model cards (trainers and setup live in `training.trainers`/`training.setup`)."""
