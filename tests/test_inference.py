@@ -212,3 +212,23 @@ def test_forced_prefix_tokenizes_like_the_trained_answer(tiny):
 
     predictor = DepthLMPredictor(*tiny, show_progress=False)
     assert all(predictor.processor.forced_prefix(task) == predictor.processor.answer_prefix(task) for task in TASKS)
+
+
+def test_predict_resizes_each_image_once(tiny, monkeypatch):
+    """The module docstring's promise: focal unification (the costly resize) runs once per image, not per query."""
+    from depthlm_hf.prompting import processing
+
+    model, processor = tiny
+    resizes = []
+    original = processing.apply_transform
+
+    def counting(image, transform, *args, **kwargs):
+        out = original(image, transform, *args, **kwargs)
+        if out.size != image.size:
+            resizes.append(out.size)
+        return out
+
+    monkeypatch.setattr(processing, "apply_transform", counting)
+    predictor = DepthLMPredictor(model, processor, batch_size=2, show_progress=False, fast_images=False)
+    predictor.predict(Image.new("RGB", (112, 84)), [91.3, 95.7, 57.2, 40.1, 112, 84], [[50, 40], [60, 30], [70, 50]])
+    assert len(resizes) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -225,3 +226,82 @@ def test_bad_images_and_settings(tiny):
     with pytest.raises(ValueError, match="Unknown preset 'nope'. Available: paper, official_pixtral"):
         DepthLMProcessor.from_preset("nope", processor.image_processor, processor.tokenizer)
     assert CameraIntrinsics.from_list(SMALL).width == 160
+
+
+def test_markable_is_the_rule_prepare_enforces(tiny):
+    _, processor = tiny
+    camera = CameraIntrinsics.from_list(SMALL)
+    crop = (10, 5, 60, 50)
+    mask = processor.markable(camera, crop=crop)
+    assert mask.shape == (120, 160) and 0 < mask.sum() < mask.size
+    grid = np.stack(np.meshgrid(np.arange(160), np.arange(120)), -1).reshape(-1, 2)
+    np.testing.assert_array_equal(processor.markable(camera, grid, crop), mask.ravel())
+    ys, xs = np.nonzero(mask)
+    inner, outer = [[xs[0], ys[0]]], [[xs[0] - 1, ys[0]]]
+    processor.prepare(_image(), camera, inner, crop=crop)  # fits: no error
+    with pytest.raises(ValueError, match="too close to its border"):
+        processor.prepare(_image(), camera, outer, crop=crop)
+    assert processor.markable(camera, [[-1, 0], [160, 60], [np.nan, 3]]).tolist() == [False, False, False]
+    mapping = processor.map_queries(camera, inner + outer, crop, require_fit=False)
+    assert mapping.fits.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("points", "shapes"),
+    [
+        ([[80, 60]], [(1, 2)]),  # bare (N, 2) for one image
+        (np.array([[80, 60], [70, 50]]), [(2, 2)]),
+        ([np.array([[80, 60], [70, 50]])], [(2, 2)]),  # a list with one array per image
+    ],
+)
+def test_points_nesting_for_one_image(tiny, points, shapes):
+    _, processor = tiny
+    images = processor.query_images(_image(), SMALL, points)
+    assert len(images) == shapes[0][0]
+
+
+def test_points_nesting_for_two_images_and_bad_shapes(tiny):
+    _, processor = tiny
+    images = processor.query_images([_image(), _image(seed=1)], [SMALL, SMALL], [[[80, 60]], [[70, 50], [60, 40]]])
+    assert len(images) == 3
+    with pytest.raises(ValueError, match=r"`points` must have shape \(N, 2\).*\(2, 3\)"):
+        processor.query_images(_image(), SMALL, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="`points` holds 1 arrays for 2 images"):
+        processor.query_images([_image(), _image()], [SMALL, SMALL], [[80, 60]])
+
+
+def test_base_processor_is_built_once_and_rebuilt_on_reassignment(tiny):
+    _, processor = tiny
+    base = processor.base_processor
+    assert processor.base_processor is base
+    tokenizer = processor.tokenizer
+    try:
+        processor.tokenizer = copy.copy(tokenizer)
+        assert processor.base_processor is not base and processor.base_processor.tokenizer is processor.tokenizer
+    finally:
+        processor.tokenizer = tokenizer
+    assert processor.model_input_names == list(base.model_input_names)
+    assert "pixel_values" in processor.model_input_names and "image_grid_thw" in processor.model_input_names
+
+
+def test_call_kwargs_are_merged_with_the_defaults(tiny):
+    _, processor = tiny
+    left = processor(images=_image(), intrinsics=SMALL, points=[[80, 60], [70, 50]], task="two_point_distance")
+    assert isinstance(left["input_ids"], torch.Tensor)
+    right = processor(images=_image(), intrinsics=SMALL, points=[[80, 60]], return_tensors="np")
+    assert isinstance(right["input_ids"], np.ndarray)
+
+
+def test_a_visual_prompt_subclass_works_on_its_own(tiny):
+    from depthlm_hf.prompting.processing import VisualPromptProcessor
+
+    _, processor = tiny
+
+    class PointingProcessor(VisualPromptProcessor):
+        pass
+
+    pointing = PointingProcessor(processor.image_processor, processor.tokenizer, chat_template=processor.chat_template)
+    inputs = pointing(images=_image(), intrinsics=SMALL, points=[[80, 60]], question="What is here?")
+    reference = processor(images=_image(), intrinsics=SMALL, points=[[80, 60]])
+    assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
+    assert "What is here?" in processor.tokenizer.decode(inputs["input_ids"][0])

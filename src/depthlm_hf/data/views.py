@@ -30,7 +30,6 @@ import numpy as np
 
 from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.geometry import CameraIntrinsics, centered_crop_window
-from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
 
 RowFormat = Literal["sft", "grpo"]
@@ -286,14 +285,7 @@ class TrainingView(_View):
         self, coords: np.ndarray, intr: CameraIntrinsics, window: tuple[int, int, int, int] | None
     ) -> np.ndarray:
         """Indices of the pixels (N, 2) whose marker fits in the (cropped) model image."""
-        transform = self.processor.focal_transform(intr)
-        mapped = np.rint(transform.map_points(coords))
-        if window is None:
-            width, height = transform.out_width, transform.out_height
-        else:
-            left, top, width, height = window
-            mapped = mapped - [left, top]
-        return np.flatnonzero(marker_fits(mapped, width, height, self.processor.marker_style))
+        return np.flatnonzero(self.processor.markable(intr, coords, crop=window))
 
     def _row(self, image: Any, intr: CameraIntrinsics, sample: TaskSample, window) -> dict[str, Any]:
         if self.row_format == "sft":

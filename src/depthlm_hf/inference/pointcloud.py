@@ -20,7 +20,6 @@ from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z
 from depthlm_hf.prompting.imaging import load_image
-from depthlm_hf.prompting.markers import marker_fits
 
 
 @dataclass
@@ -181,28 +180,6 @@ def query_grid(
     return np.stack([grid_x.ravel(), grid_y.ravel()], axis=-1), (len(ys), len(xs))
 
 
-def markable_pixels(predictor, intrinsics: CameraIntrinsics) -> np.ndarray:
-    """(H, W) bool: input pixels whose marker fits in the predictor's focal-unified model image."""
-    processor = predictor.processor
-    transform = processor.focal_transform(intrinsics)
-    xs = transform.map_points(np.stack([np.arange(intrinsics.width), np.zeros(intrinsics.width)], -1))[:, 0]
-    ys = transform.map_points(np.stack([np.zeros(intrinsics.height), np.arange(intrinsics.height)], -1))[:, 1]
-    style = processor.marker_style
-    ok_x = marker_fits(
-        np.stack([xs, np.full_like(xs, transform.out_height // 2)], -1),
-        transform.out_width,
-        transform.out_height,
-        style,
-    )
-    ok_y = marker_fits(
-        np.stack([np.full_like(ys, transform.out_width // 2), ys], -1),
-        transform.out_width,
-        transform.out_height,
-        style,
-    )
-    return ok_y[:, None] & ok_x[None, :]
-
-
 def point_cloud(
     predictor,
     image: Image.Image | str | np.ndarray,
@@ -218,7 +195,7 @@ def point_cloud(
     """
     image = load_image(image, predictor.processor.max_image_pixels)
     camera = CameraIntrinsics.from_list(intrinsics)
-    pixels, shape = query_grid(camera, num_points, markable_pixels(predictor, camera))
+    pixels, shape = query_grid(camera, num_points, predictor.processor.markable(camera))
     answer = predictor.predict(image, camera, pixels, batch_size=batch_size, progress=progress)
     distance = answer.as_array()
     ok = np.isfinite(distance) & (distance > 0)

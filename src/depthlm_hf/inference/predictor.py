@@ -43,7 +43,9 @@ from transformers import (
 
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.prompting import marker_patches
+from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.prompting.queries import point_array
 from depthlm_hf.tasks import text as answers
 
 DEFAULT_MAX_NEW_TOKENS = 8
@@ -157,6 +159,15 @@ class _SelectedLogProb(LogitsProcessor):
         return scores
 
 
+def _sized(image: Image.Image, intrinsics: CameraIntrinsics | Sequence[float]) -> CameraIntrinsics:
+    camera = CameraIntrinsics.from_list(intrinsics)
+    if (image.width, image.height) != (camera.width, camera.height):
+        raise ValueError(
+            f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is {image.width}x{image.height}."
+        )
+    return camera
+
+
 def unify(
     processor: DepthLMProcessor,
     image: Image.Image | str | np.ndarray,
@@ -167,7 +178,8 @@ def unify(
     Passing this image and intrinsics back to the processor makes its own unification an identity,
     so the resize runs once per image instead of once per query.
     """
-    prepared = processor.prepare(image, intrinsics, None)
+    image = load_image(image, processor.max_image_pixels)
+    prepared = processor.render(image, processor.map_queries(_sized(image, intrinsics)))
     f, intr = processor.unified_focal_length, prepared.intrinsics
     # "fx" mode scales both axes by f*/fx, so fy keeps the ratio fy/fx; only fx must be exactly f*.
     fy = f if processor.focal_mode == "xy" else intr.fy * f / intr.fx
@@ -289,15 +301,15 @@ class DepthLMPredictor:
         spec = answers.get_task(task)
         if spec.num_images != 1:
             raise ValueError(f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one image.")
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        pts = point_array(points)
         if len(pts) == 0 or len(pts) % spec.num_points:
             raise ValueError(
                 f"`points` must hold a non-zero multiple of {spec.num_points} pixels for task {task!r}, got {len(pts)}."
             )
-        # A clear ValueError, in input-image terms, for points outside the image or too near its border.
-        self.processor.prepare(image, intrinsics, pts)
-        unified, camera, transform = self.unify(image, intrinsics)
-        mapped = np.rint(transform.map_points(pts))
+        image = load_image(image, self.processor.max_image_pixels)
+        # A clear ValueError, in input-image terms, for points outside the image or too near its border (no pixels).
+        mapped = self.processor.map_queries(_sized(image, intrinsics), pts).points
+        unified, camera, _ = self.unify(image, intrinsics)
         size = self.batch_size if batch_size is None else int(batch_size)
         if size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")

@@ -13,10 +13,7 @@ checkpoint stays usable by stock transformers and serving engines.
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +24,23 @@ from transformers.feature_extraction_utils import BatchFeature
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.prompting.queries import (
+    Points,
+    PreparedImage,
+    QueryMapping,
+    camera_list,
+    group_points,
+    image_list,
+    inside,
+    point_array,
+    points_per_image,
+)
+from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class
 from depthlm_hf.tasks import text as answers
+
+Crop = tuple[int, int, int, int]
+"""A crop window `(left, top, width, height)` [px] in the focal-unified image."""
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -50,53 +63,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Named settings. "paper": the paper's inputs (f* = 1000 px, red arrow, its sentences). "official_pixtral": the
 official release's Pixtral-12B checkpoint (f* = 750 px scaled by fx only, its think/answer prompt and tags)."""
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    """An image ready for the model.
-
-    Attributes:
-        image: the resized (and cropped) RGB image with the markers drawn.
-        points: (N, 2) int [px] query pixels in `image` (the markers' anchors).
-        intrinsics: camera intrinsics of `image`.
-        transform: the map from input pixels to `image` pixels.
-    """
-
-    image: Image.Image
-    points: np.ndarray
-    intrinsics: CameraIntrinsics
-    transform: PixelTransform
-
-
-def _resolve_processor_class(name: str) -> type:
-    transformers = importlib.import_module("transformers")
-    cls = getattr(transformers, name, None)
-    if cls is None and "." in name:
-        module, _, attr = name.rpartition(".")
-        cls = getattr(importlib.import_module(module), attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, ProcessorMixin)):
-        raise ValueError(
-            f"`base_processor_class` {name!r} is not a transformers processor class (e.g. 'Qwen2_5_VLProcessor', "
-            f"'PixtralProcessor', 'LlavaProcessor')."
-        )
-    if "video_processor" not in inspect.signature(cls.__init__).parameters:
-        return cls
-
-    # transformers reads a processor's sub-processors from its __init__ signature: a subclass without the video
-    # argument needs no video processor (which would need torchvision) and processes images exactly as the base.
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
-
-
-def _as_list(value: Any, name: str) -> list:
-    if isinstance(value, (list, tuple)) and not (
-        name == "intrinsics" and len(value) == 6 and all(isinstance(v, (int, float)) for v in value)
-    ):
-        return list(value)
-    return [value]
 
 
 class VisualPromptProcessor(ProcessorMixin):
@@ -149,7 +115,7 @@ class VisualPromptProcessor(ProcessorMixin):
         self.system_prompt = system_prompt
         self.max_image_pixels = int(max_image_pixels)
         self.preset = preset
-        self._base_class = _resolve_processor_class(base_processor_class)
+        self._base_class = resolve_processor_class(base_processor_class)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
     @classmethod
@@ -170,10 +136,21 @@ class VisualPromptProcessor(ProcessorMixin):
 
     @property
     def base_processor(self) -> ProcessorMixin:
-        """The wrapped VLM processor, sharing this processor's image processor, tokenizer and chat template."""
-        return self._base_class(
-            self.image_processor, self.tokenizer, chat_template=self.chat_template, **self.base_processor_kwargs
-        )
+        """The wrapped VLM processor, sharing this processor's image processor, tokenizer and chat template.
+
+        Built once and kept; rebuilt only when one of those three is reassigned.
+        """
+        parts = (self.image_processor, self.tokenizer, self.chat_template)
+        cached = self.__dict__.get("_base_cache")
+        if cached is None or any(a is not b for a, b in zip(cached[0], parts, strict=True)):
+            base = self._base_class(*parts[:2], chat_template=parts[2], **self.base_processor_kwargs)
+            cached = self.__dict__["_base_cache"] = (parts, base)
+        return cached[1]
+
+    @property
+    def model_input_names(self) -> list[str]:
+        """The wrapped processor's model inputs (e.g. `mm_token_type_ids` where its output holds them)."""
+        return list(self.base_processor.model_input_names)
 
     @property
     def marker_style(self) -> MarkerStyle:
@@ -184,12 +161,94 @@ class VisualPromptProcessor(ProcessorMixin):
         """The resize that gives `intrinsics` the unified focal length."""
         return unify_focal_length(CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode)
 
+    def query_transform(
+        self, intrinsics: CameraIntrinsics | Sequence[float], crop: Crop | None = None
+    ) -> PixelTransform:
+        """Input pixels to model-image pixels: focal unification, then `crop` = (left, top, width, height)."""
+        transform = self.focal_transform(intrinsics)
+        if crop is not None:
+            transform = transform.then(crop_transform(transform.out_width, transform.out_height, *crop))
+        return transform
+
+    def map_queries(
+        self,
+        intrinsics: CameraIntrinsics | Sequence[float],
+        points: Points | None = None,
+        crop: Crop | None = None,
+        require_fit: bool = True,
+    ) -> QueryMapping:
+        """Where the (N, 2) [px] input `points` land in the model image, without touching pixels (pure).
+
+        Raises `ValueError` naming `points` when one lies outside the input image, or (with
+        `require_fit`) when its marker does not fit in the model image.
+        """
+        camera = CameraIntrinsics.from_list(intrinsics)
+        pts = point_array(points)
+        outside = ~inside(pts, camera)
+        if outside.any():
+            raise ValueError(
+                f"`points` {pts[outside].tolist()} lie outside the {camera.width}x{camera.height} image "
+                f"(x in [0, {camera.width - 1}], y in [0, {camera.height - 1}])."
+            )
+        transform = self.query_transform(camera, crop)
+        mapped = np.rint(transform.map_points(pts)).astype(np.int64)
+        fits = (
+            marker_fits(mapped, transform.out_width, transform.out_height, self.marker_style)
+            if len(pts)
+            else np.zeros(0, bool)
+        )
+        if require_fit and not fits.all():
+            style = self.marker_style
+            raise ValueError(
+                f"`points` {pts[~fits].tolist()} map to {mapped[~fits].tolist()} in the "
+                f"{transform.out_width}x{transform.out_height} model image, outside it or too close to its border "
+                f"for a {style.shape} marker of size {style.size}."
+            )
+        return QueryMapping(transform, transform.map_intrinsics(camera), pts, mapped, fits)
+
+    def markable(
+        self, intrinsics: CameraIntrinsics | Sequence[float], points: Points | None = None, crop: Crop | None = None
+    ) -> np.ndarray:
+        """Whether a marker can sit on input pixels once the image is focal-unified (and cropped to `crop`).
+
+        The one rule behind every query: the pixel lies in the input image and its marker, anchored at
+        the rounded model-image pixel, lies wholly inside the model image (`marker_fits`).
+
+        Args:
+            intrinsics: the input image's camera `[fx, fy, cx, cy, width, height]` [px].
+            points: (N, 2) [px] input pixels; `None` asks about every pixel of the input image.
+            crop: `(left, top, width, height)` [px] in the focal-unified image, or None.
+
+        Returns:
+            (N,) bool for `points`, or an (H, W) bool mask of the input image when `points` is None.
+        """
+        camera = CameraIntrinsics.from_list(intrinsics)
+        if points is None:
+            xs, ys = np.meshgrid(np.arange(camera.width), np.arange(camera.height))
+            return self.markable(camera, np.stack([xs.ravel(), ys.ravel()], -1), crop).reshape(
+                camera.height, camera.width
+            )
+        pts = point_array(points)
+        ok = inside(pts, camera)
+        transform = self.query_transform(camera, crop)
+        if ok.any():
+            mapped = np.rint(transform.map_points(pts[ok]))
+            ok[ok] = marker_fits(mapped, transform.out_width, transform.out_height, self.marker_style)
+        return ok
+
+    def render(self, image: Image.Image | str | np.ndarray, mapping: QueryMapping) -> PreparedImage:
+        """Resize (and crop) `image` through `mapping.transform` once and draw a marker on each mapped point."""
+        out = apply_transform(load_image(image, self.max_image_pixels), mapping.transform)
+        if len(mapping.points):
+            out = draw_markers(out, mapping.points, self.marker_style)
+        return PreparedImage(out, mapping.points, mapping.intrinsics, mapping.transform)
+
     def prepare(
         self,
         image: Image.Image | str | np.ndarray,
         intrinsics: CameraIntrinsics | Sequence[float],
-        points: np.ndarray | Sequence[Sequence[float]] | None,
-        crop: tuple[int, int, int, int] | None = None,
+        points: Points | None,
+        crop: Crop | None = None,
     ) -> PreparedImage:
         """Unify the focal length, crop to `crop` = (left, top, width, height) in the unified image, draw markers.
 
@@ -199,29 +258,8 @@ class VisualPromptProcessor(ProcessorMixin):
         """
         image = load_image(image, self.max_image_pixels)
         camera = CameraIntrinsics.from_list(intrinsics)
-        if (image.width, image.height) != (camera.width, camera.height):
-            raise ValueError(
-                f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is "
-                f"{image.width}x{image.height}."
-            )
-        transform = self.focal_transform(camera)
-        if crop is not None:
-            transform = transform.then(crop_transform(transform.out_width, transform.out_height, *crop))
-        pts = _validate_points(points, camera)
-        mapped = np.rint(transform.map_points(pts)).astype(np.int64) if len(pts) else np.zeros((0, 2), np.int64)
-        style = self.marker_style
-        if len(mapped):
-            fits = marker_fits(mapped, transform.out_width, transform.out_height, style)
-            if not fits.all():
-                raise ValueError(
-                    f"`points` {pts[~fits].tolist()} map to {mapped[~fits].tolist()} in the "
-                    f"{transform.out_width}x{transform.out_height} model image, outside it or too close to its border "
-                    f"for a {style.shape} marker of size {style.size}."
-                )
-        out = apply_transform(image, transform)
-        if len(mapped):
-            out = draw_markers(out, mapped, style)
-        return PreparedImage(out, mapped, transform.map_intrinsics(camera), transform)
+        _check_size(image, camera)
+        return self.render(image, self.map_queries(camera, points, crop))
 
     # ------------------------------------------------------------------------------------------------- text
     def prompt_messages(self, question: str, num_images: int = 1) -> list[dict]:
@@ -266,27 +304,32 @@ class VisualPromptProcessor(ProcessorMixin):
         base = self.base_processor
         prompt = base.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
         query_images = self.query_images(images, intrinsics, points, points_per_query)
-        kwargs.setdefault("padding", True)
-        kwargs.setdefault("padding_side", "left")
-        kwargs.setdefault("return_tensors", "pt")
-        return base(images=query_images, text=[prompt + assistant_prefix] * len(query_images), **kwargs)
+        merged = self._merge_kwargs(DepthLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        return base(
+            images=query_images,
+            text=[prompt + assistant_prefix] * len(query_images),
+            text_kwargs=merged["text_kwargs"],
+            images_kwargs=merged["images_kwargs"],
+        )
 
     def query_images(self, images, intrinsics, points, points_per_query: int = 1) -> list[list[Image.Image]]:
-        """One marked model image per query (see `__call__`), each wrapped in a list (one image per conversation)."""
-        image_list, camera_list = _as_list(images, "images"), _as_list(intrinsics, "intrinsics")
-        if len(camera_list) != len(image_list):
-            raise ValueError(
-                f"`intrinsics` has {len(camera_list)} cameras for {len(image_list)} images; pass one per image."
-            )
-        point_list = [None] * len(image_list) if points is None else _as_list(points, "points")
-        if points is not None and len(image_list) == 1 and len(point_list) != 1:
-            point_list = [points]
-        if len(point_list) != len(image_list):
-            raise ValueError(f"`points` has {len(point_list)} arrays for {len(image_list)} images; pass one per image.")
+        """One marked model image per query (see `__call__`), each wrapped in a list (one image per conversation).
+
+        Each input image is resized once; its queries' markers are drawn on copies of that one resize.
+        """
+        image_items = image_list(images)
+        cameras = camera_list(intrinsics, len(image_items))
         queries = []
-        for image, camera, pts in zip(image_list, camera_list, point_list, strict=True):
+        for image, camera, pts in zip(image_items, cameras, points_per_image(points, len(image_items)), strict=True):
+            groups = group_points(pts, points_per_query)
             image = load_image(image, self.max_image_pixels)
-            queries.extend([self.prepare(image, camera, group).image] for group in _group_points(pts, points_per_query))
+            _check_size(image, CameraIntrinsics.from_list(camera))
+            mapping = self.map_queries(camera, pts)
+            unified = apply_transform(image, mapping.transform)
+            style, start = self.marker_style, 0
+            for group in groups:
+                queries.append([draw_markers(unified, mapping.points[start : start + len(group)], style)])
+                start += len(group)
         return queries
 
     def batch_decode(self, *args, **kwargs) -> list[str]:
@@ -296,45 +339,11 @@ class VisualPromptProcessor(ProcessorMixin):
         return self.tokenizer.decode(*args, **kwargs)
 
 
-def _point_array(points) -> np.ndarray:
-    """`points` as a float (N, 2) array (N may be 0), or a `ValueError` naming the argument."""
-    if points is None:
-        return np.zeros((0, 2))
-    try:
-        pts = np.asarray(points, dtype=np.float64)
-    except (ValueError, TypeError):
+def _check_size(image: Image.Image, camera: CameraIntrinsics) -> None:
+    if (image.width, image.height) != (camera.width, camera.height):
         raise ValueError(
-            f"`points` must be an (N, 2) array of [x, y] pixels; got a ragged or non-numeric {points!r}."
-        ) from None
-    if pts.size == 0:
-        return np.zeros((0, 2))
-    if pts.ndim == 1 and pts.size == 2:
-        pts = pts[None]
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"`points` must have shape (N, 2) ([x, y] per point), got {pts.shape}.")
-    return pts
-
-
-def _validate_points(points, camera: CameraIntrinsics) -> np.ndarray:
-    pts = _point_array(points)
-    inside = np.isfinite(pts).all(axis=1)
-    inside &= (pts[:, 0] >= 0) & (pts[:, 0] <= camera.width - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= camera.height - 1)
-    if not inside.all():
-        raise ValueError(
-            f"`points` {pts[~inside].tolist()} lie outside the {camera.width}x{camera.height} image "
-            f"(x in [0, {camera.width - 1}], y in [0, {camera.height - 1}])."
+            f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is {image.width}x{image.height}."
         )
-    return pts
-
-
-def _group_points(points, per_query: int) -> list[np.ndarray]:
-    pts = _point_array(points)
-    if pts.shape[0] == 0 or pts.shape[0] % per_query:
-        raise ValueError(
-            f"`points` must be a non-empty (N, 2) array with N a multiple of {per_query} for this task, got shape "
-            f"{pts.shape if points is not None else None}."
-        )
-    return [pts[i : i + per_query] for i in range(0, pts.shape[0], per_query)]
 
 
 class DepthLMProcessor(VisualPromptProcessor):
