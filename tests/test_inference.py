@@ -196,6 +196,22 @@ def test_fast_image_path_gives_the_same_answers(trained):
     np.testing.assert_allclose(a.confidence, b.confidence, rtol=1e-5)
 
 
+def test_other_image_backends_fall_back_to_the_stock_path(trained, monkeypatch):
+    """With the torchvision-backed image processor (GPU machines) the fast path is off and answers stay right."""
+    from depthlm_hf.prompting import marker_patches
+
+    model, processor = trained
+    points = [[56, 42], [30, 30]]
+    reference = DepthLMPredictor(model, processor, show_progress=False, fast_images=False).predict(
+        flat_image(90), CAMERA, points
+    )
+    monkeypatch.setattr(marker_patches, "Qwen2VLImageProcessorPil", type("NotThisBackend", (), {}))
+    assert not marker_patches.supported(processor)
+    monkeypatch.setattr(marker_patches, "MarkedImageBatcher", None)  # the fast path must not be reached
+    got = DepthLMPredictor(model, processor, show_progress=False).predict(flat_image(90), CAMERA, points)
+    assert got.values == reference.values and got.texts == reference.texts
+
+
 def test_vllm_backend_import_guard(tiny_dir):
     import importlib.util
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.models.tiny import tiny_processor
-from depthlm_hf.prompting.marker_patches import MarkedImageBatcher, supported
+from depthlm_hf.prompting.marker_patches import MarkedImageBatcher, Qwen2VLImageProcessorPil, supported
 from depthlm_hf.prompting.markers import marker_fits
 
 
@@ -23,7 +23,7 @@ from depthlm_hf.prompting.markers import marker_fits
     ],
 )
 def test_batch_equals_the_processor_output(max_pixels, camera, vertical_first):
-    processor = tiny_processor(max_pixels=max_pixels)
+    processor = _pil(tiny_processor(max_pixels=max_pixels))
     assert supported(processor)
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (84, 112, 3), dtype=np.uint8))
@@ -43,6 +43,24 @@ def test_batch_equals_the_processor_output(max_pixels, camera, vertical_first):
         assert torch.equal(value, got[key]), key
 
 
+def _pil(processor):
+    """`processor` with the PIL-backed image processor (the default only where torchvision is missing)."""
+    ip = processor.image_processor
+    processor.image_processor = Qwen2VLImageProcessorPil(**ip.to_dict())
+    return processor
+
+
+class _OtherBackend:
+    """Stands in for the torchvision-backed image processor: same settings, not the PIL class."""
+
+    def __init__(self, ip):
+        self.__dict__.update(vars(ip))
+
+
 def test_unsupported_processors():
     assert not supported(object())
-    assert not supported(tiny_processor(marker={"numbered": True}))
+    assert not supported(_pil(tiny_processor(marker={"numbered": True})))
+    processor = _pil(tiny_processor())
+    assert supported(processor)
+    processor.image_processor = _OtherBackend(processor.image_processor)
+    assert not supported(processor)

@@ -24,16 +24,26 @@ from PIL import Image
 
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 
+try:  # transformers >= 5 splits image processors by backend; this module reproduces the PIL one only.
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+except ImportError:  # an older transformers without the PIL class: no fast path
+    Qwen2VLImageProcessorPil = None
+
 # PIL's bicubic filter reaches 2 source pixels (times the downscale factor) on each side.
 _BICUBIC_SUPPORT = 2.0
 
 
 def supported(processor: Any) -> bool:
-    """Whether `processor`'s image processor has the Qwen2-VL PIL layout this module reproduces."""
+    """Whether `processor`'s image processor has the Qwen2-VL PIL layout this module reproduces.
+
+    The torchvision-backed image processor (the default where torchvision is installed) resizes with other
+    filter taps, so it is not supported: callers fall back to the stock processor path.
+    """
     image_processor = getattr(processor, "image_processor", None)
     style = getattr(processor, "marker_style", None)
     return (
-        type(image_processor).__name__ == "Qwen2VLImageProcessorPil"
+        Qwen2VLImageProcessorPil is not None
+        and isinstance(image_processor, Qwen2VLImageProcessorPil)
         and int(getattr(image_processor, "resample", -1)) == int(Image.Resampling.BICUBIC)
         and style is not None
         and not style.numbered
