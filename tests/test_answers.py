@@ -80,3 +80,23 @@ def test_errors():
         format_answer(-1.0)
     with pytest.raises(TypeError, match="`value` must be a number"):
         format_answer("3")
+
+
+def test_parser_refuses_an_unknown_task_but_never_a_text():
+    with pytest.raises(ValueError, match="Unknown task 'volume'. Available: distance, z_distance, speed, time"):
+        parse_answer("3 m", "volume")
+    assert parse_answer(None, "time") is None and parse_answer("2 km", "time") == 2.0
+
+
+def test_one_registry_entry_per_task():
+    from depthlm_hf.tasks.text import TASKS
+
+    assert all(name == task.name for name, task in TASKS.items())
+    assert {n: (t.num_points, t.num_images, t.fields) for n, t in TASKS.items()} == {
+        "distance": (1, 1, ()),
+        "z_distance": (1, 1, ()),
+        "speed": (1, 1, ("time",)),
+        "time": (1, 1, ("speed",)),
+        "two_point_distance": (2, 1, ()),
+        "translation": (0, 2, ()),
+    }

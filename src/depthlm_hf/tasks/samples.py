@@ -22,63 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from depthlm_hf.geometry import CameraIntrinsics, euclidean_to_z, point_to_point_distance
-from depthlm_hf.tasks.text import TASKS
-
-
-def distance_label(distance: float) -> float:
-    """Euclidean distance [m] of the point: the record's label itself.
-
-    >>> distance_label(2.5)
-    2.5
-    """
-    return float(distance)
-
-
-def z_distance_label(point: Sequence[float], distance: float, intrinsics: CameraIntrinsics) -> float:
-    """Principal-axis depth Z [m] of pixel `point` (2,) [px] at Euclidean `distance` [m].
-
-    >>> z_distance_label([320 + 500, 240], 2 ** 0.5, CameraIntrinsics(500, 500, 320, 240, 640, 480))
-    1.0
-    """
-    return round(float(euclidean_to_z([point], [distance], intrinsics)[0]), 12)
-
-
-def speed_label(distance: float, time: float) -> float:
-    """Speed [m/s] that covers `distance` [m] in `time` [s].
-
-    >>> speed_label(6.0, 4.0)
-    1.5
-    """
-    return float(distance) / float(time)
-
-
-def time_label(distance: float, speed: float) -> float:
-    """Time [s] to cover `distance` [m] at `speed` [m/s].
-
-    >>> time_label(6.0, 1.5)
-    4.0
-    """
-    return float(distance) / float(speed)
-
-
-def two_point_distance_label(points: np.ndarray, distances: Sequence[float], intrinsics: CameraIntrinsics) -> float:
-    """Distance `|P1 - P2|` [m] between the 3D points of pixels (2, 2) [px] at Euclidean `distances` (2,) [m].
-
-    >>> cam = CameraIntrinsics(500, 500, 320, 240, 640, 480)
-    >>> two_point_distance_label([[320, 240], [320, 240]], [1.0, 3.5], cam)
-    2.5
-    """
-    return point_to_point_distance(points, distances, intrinsics)
-
-
-def translation_label(translation: Sequence[float]) -> float:
-    """Distance [m] the camera centre moved: `|t|` of the relative pose `X2 = R X1 + t`.
-
-    >>> translation_label([0.3, 0.0, 0.4])
-    0.5
-    """
-    return float(np.linalg.norm(np.asarray(translation, dtype=np.float64)))
+from depthlm_hf.geometry import CameraIntrinsics
+from depthlm_hf.tasks.labels import (  # noqa: F401  (re-exported: the labels' former home)
+    LabelInputs,
+    distance_label,
+    speed_label,
+    time_label,
+    translation_label,
+    two_point_distance_label,
+    z_distance_label,
+)
+from depthlm_hf.tasks.text import get_task
 
 
 @dataclass(frozen=True)
@@ -112,9 +66,7 @@ class TaskRanges:
 
 def check_task(task: str) -> str:
     """`task` itself, or a `ValueError` listing the valid names."""
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}. Available: {', '.join(TASKS)}.")
-    return task
+    return get_task(task).name
 
 
 def build_sample(
@@ -135,32 +87,26 @@ def build_sample(
     >>> s.fields, round(s.value, 6) == round(3.0 / s.fields["speed"], 6)
     ({'speed': 3.37}, True)
     """
-    check_task(task)
-    if task == "translation":
+    spec = get_task(task)
+    if spec.num_images == 2:
         if record.get("translation") is None:
             return None
-        return TaskSample(task, (), np.zeros((0, 2)), translation_label(record["translation"]), {}, 2)
+        inputs = LabelInputs(np.zeros((0, 2)), np.zeros(0), None, translation=record["translation"])
+        return TaskSample(task, (), np.zeros((0, 2)), spec.label(inputs), {}, 2)
     coords = np.asarray(record["pixel_coords"], dtype=np.float64)
     depth = np.asarray(record["depth"], dtype=np.float64)
     pool = np.arange(len(depth)) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    needed = TASKS[task].num_points
-    if len(pool) < needed:
+    if len(pool) < spec.num_points:
         return None
-    chosen = tuple(int(i) for i in rng.choice(pool, size=needed, replace=False))
-    points, distances = coords[list(chosen)], depth[list(chosen)]
-    intr = CameraIntrinsics.from_list(record["intrinsics"])
-    fields: dict[str, float] = {}
-    if task == "distance":
-        value = distance_label(distances[0])
-    elif task == "z_distance":
-        z = record.get("z_depth")
-        value = float(z[chosen[0]]) if z is not None else z_distance_label(points[0], distances[0], intr)
-    elif task == "speed":
-        fields["time"] = round(float(rng.uniform(*ranges.time)), 2)
-        value = speed_label(distances[0], fields["time"])
-    elif task == "time":
-        fields["speed"] = round(float(rng.uniform(*ranges.speed)), 2)
-        value = time_label(distances[0], fields["speed"])
-    else:
-        value = two_point_distance_label(points, distances, intr)
-    return TaskSample(task, chosen, points, value, fields, 1)
+    chosen = tuple(int(i) for i in rng.choice(pool, size=spec.num_points, replace=False))
+    # Fields are rounded to what the question shows before the label is computed.
+    fields = {name: round(float(rng.uniform(*getattr(ranges, name))), 2) for name in spec.fields}
+    z = record.get("z_depth")
+    inputs = LabelInputs(
+        coords[list(chosen)],
+        depth[list(chosen)],
+        CameraIntrinsics.from_list(record["intrinsics"]),
+        fields,
+        None if z is None else np.asarray(z, dtype=np.float64)[list(chosen)],
+    )
+    return TaskSample(task, chosen, inputs.points, spec.label(inputs), fields, 1)

@@ -7,63 +7,90 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from depthlm_hf.tasks import labels
 
 TaskName = Literal["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
 
 
 @dataclass(frozen=True)
-class TaskText:
-    """The text side of one task.
+class Task:
+    """One DepthLM task: its text, unit, prompt shape and label (the one registry every module reads).
 
     Args:
+        name: the task's name, its key in `TASKS`.
         question: user question; `{field}` placeholders are filled from the sample (e.g. `{time}`).
         answer: assistant answer; `{value}` receives the number with two decimals.
+        label: computes the target value from `depthlm_hf.tasks.labels.LabelInputs`.
         unit: unit of the answer value ("m", "s" or "m/s"): lengths accept cm/mm/km in model output.
         num_points: markers per prompt (0: the question is about the images, not a pixel).
         num_images: images per prompt.
+        fields: question placeholders drawn per sample (from `TaskRanges`).
     """
 
+    name: str
     question: str
     answer: str
+    label: Callable[[labels.LabelInputs], float]
     unit: Literal["m", "s", "m/s"] = "m"
     num_points: int = 1
     num_images: int = 1
+    fields: tuple[str, ...] = ()
 
 
-TASKS: dict[str, TaskText] = {
-    "distance": TaskText(
+TaskText = Task
+"""The former name of `Task`."""
+
+_TASK_LIST = (
+    Task(
+        "distance",
         "How many meters is this point from the camera?",
         "The point is around {value} meters away from the camera.",
+        labels.label_distance,
     ),
-    "z_distance": TaskText(
+    Task(
+        "z_distance",
         "How many meters is this point from the camera along the camera's viewing direction?",
         "The point is around {value} meters from the camera along the viewing direction.",
+        labels.label_z_distance,
     ),
-    "speed": TaskText(
+    Task(
+        "speed",
         "How many meters per second must the camera move to reach this point in {time:.2f} seconds?",
         "The camera must move at around {value} meters per second.",
+        labels.label_speed,
         unit="m/s",
+        fields=("time",),
     ),
-    "time": TaskText(
+    Task(
+        "time",
         "How many seconds does the camera need to reach this point at {speed:.2f} meters per second?",
         "The camera needs around {value} seconds.",
+        labels.label_time,
         unit="s",
+        fields=("speed",),
     ),
-    "two_point_distance": TaskText(
+    Task(
+        "two_point_distance",
         "How many meters apart are the two marked points?",
         "The two points are around {value} meters apart.",
+        labels.label_two_point_distance,
         num_points=2,
     ),
-    "translation": TaskText(
+    Task(
+        "translation",
         "How many meters did the camera move between the first and the second image?",
         "The camera moved around {value} meters.",
+        labels.label_translation,
         num_points=0,
         num_images=2,
     ),
-}
-"""Default text of every task; the distance texts are the paper's."""
+)
+TASKS: dict[str, Task] = {task.name: task for task in _TASK_LIST}
+"""Every task by name; the distance texts are the paper's."""
 
 OFFICIAL_QUESTION = (
     "Given this image, how far is the point pointed by the red arrow from the camera? Output the thinking "
@@ -73,7 +100,7 @@ OFFICIAL_ANSWER = "<think> The point is around {value} meters away from the came
 """The official release's distance prompt and training answer (its Pixtral-12B checkpoint)."""
 
 
-def get_task(task: str) -> TaskText:
+def get_task(task: str) -> Task:
     """The text of `task`; raises `ValueError` listing the valid names."""
     try:
         return TASKS[task]
@@ -118,7 +145,10 @@ _LENGTH_UNITS = {"mm": 1e-3, "millimet": 1e-3, "cm": 1e-2, "centimet": 1e-2, "km
 
 
 def parse_answer(text: object, task: str = "distance") -> float | None:
-    """The number a model answered, in the task's unit, or `None` when there is none. Never raises.
+    """The number a model answered, in the task's unit, or `None` when there is none.
+
+    Never raises for any `text`; an unknown `task` is a programming error and raises `ValueError` listing
+    the valid names.
 
     Reads the paper's sentence ("... around 3.25 meters ...") and the official release's
     `<answer> 3.25 </answer>` tags (the tag wins when present); takes the first number; converts
@@ -130,9 +160,9 @@ def parse_answer(text: object, task: str = "distance") -> float | None:
     >>> parse_answer("<think>far</think><answer> 12 </answer>"), parse_answer("about 250 cm"), parse_answer("no idea")
     (12.0, 2.5, None)
     """
+    unit = get_task(task).unit
     if not isinstance(text, str):
         return None
-    unit = TASKS[task].unit if task in TASKS else "m"
     tagged = _ANSWER_TAG.search(text)
     if tagged and _NUMBER.search(tagged.group(1)):
         text = tagged.group(1)
