@@ -158,6 +158,7 @@ class Meter(TrainerCallback):
 
 def run_variant(model_path: str, args, micro_batch: int, freeze_vision: bool) -> dict:
     from depthlm_hf.scripts import sft
+    from depthlm_hf.training.trainers import AnswerOnlyCollator
 
     gpu = torch.cuda.is_available()
     config = {
@@ -209,7 +210,7 @@ def run_variant(model_path: str, args, micro_batch: int, freeze_vision: bool) ->
                     if "visual" in name:
                         param.requires_grad_(False)
 
-    original = sft.AnswerOnlyCollator.__call__
+    original = AnswerOnlyCollator.__call__
 
     def patched(self, examples, *a, **k):
         batch = original(self, examples, *a, **k)
@@ -219,13 +220,13 @@ def run_variant(model_path: str, args, micro_batch: int, freeze_vision: bool) ->
             meter.sequences += float(batch["input_ids"].shape[0])
         return batch
 
-    sft.AnswerOnlyCollator.__call__ = patched
+    AnswerOnlyCollator.__call__ = patched
     if gpu:
         torch.cuda.reset_peak_memory_stats()
     try:
         trainer = sft.train(script_args, training_args, model_args, callbacks=[meter, Hooks()])
     finally:
-        sft.AnswerOnlyCollator.__call__ = original
+        AnswerOnlyCollator.__call__ = original
     timed_steps = len(meter.step_times)
     seconds = sum(meter.step_times)
     # The collator counts every batch; scale the counts to the timed steps.

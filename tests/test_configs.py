@@ -6,8 +6,8 @@ import pytest
 from trl import ModelConfig
 
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.scripts.sft import load_processor
 from depthlm_hf.training.configs import GRPO_SYSTEM_PROMPT, DepthLMGRPOConfig, DepthLMScriptArguments, DepthLMSFTConfig
+from depthlm_hf.training.setup import load_processor
 
 
 def test_script_defaults_are_the_papers():
@@ -35,19 +35,22 @@ def test_grpo_config_defaults():
     assert config.system_prompt == GRPO_SYSTEM_PROMPT and "<answer>" in GRPO_SYSTEM_PROMPT
 
 
-def test_dataset_sources_split_at_the_last_colon():
-    args = DepthLMScriptArguments(dataset=["data/a.jsonl:data/a", "C:/b.jsonl:/mnt/b"], dataset_weights=[1, 0.1])
-    assert args.dataset_sources() == [("data/a.jsonl", "data/a"), ("C:/b.jsonl", "/mnt/b")]
+def test_dataset_entries_parse_shorthand_and_mappings():
+    args = DepthLMScriptArguments(
+        dataset=["data/a.jsonl:data/a", "c=C:/b.jsonl:/mnt/b", {"name": "m", "jsonl": "m.jsonl", "weight": 0.1}]
+    )
+    assert [(s.name, s.jsonl, s.image_root, s.weight) for s in args.dataset_specs()] == [
+        ("a", "data/a.jsonl", "data/a", 1.0),
+        ("c", "C:/b.jsonl", "/mnt/b", 1.0),
+        ("m", "m.jsonl", ".", 0.1),
+    ]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dataset": ["data/a.jsonl"]}, "`dataset` entries must be `jsonl_path:image_root`"),
-        (
-            {"dataset": ["a:b"], "dataset_weights": [1.0, 2.0]},
-            "`dataset_weights` has 2 weights for 1 datasets",
-        ),
+        ({"dataset": ["a:b"]}, "`dataset` entries must look like \\[NAME=\\]JSONL\\[:IMAGE_ROOT\\]"),
+        ({"dataset": ["x/a.jsonl", "y/a.jsonl"]}, "`dataset` names must be unique, got 'a' more than once"),
         ({"tasks": ["distance", "depth"]}, "Unknown `tasks` \\['depth'\\]. Available: distance, z_distance"),
         ({"tasks": ["distance"], "task_weights": [-1.0]}, "`task_weights` must be >= 0"),
         ({"crop_width": [1400, 1000]}, "`crop_width` must be two sizes"),

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from depthlm_hf.data import load_curated
-from depthlm_hf.scripts.prepare import PrepareArguments, main
+from depthlm_hf.data.prepare import PrepareArguments
+from depthlm_hf.scripts.prepare import main
 
 
 def test_synthetic_source_round_trips_through_the_loader(tmp_path, capsys):

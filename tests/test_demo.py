@@ -11,6 +11,7 @@ import pytest
 from plyfile import PlyData
 
 from depthlm_hf.demo.data import DemoScenes, model_image, question, render_bank
+from depthlm_hf.demo.run import FAST, DemoArguments
 from depthlm_hf.demo.training import TrainingRows, constant_baselines, demo_processor
 from depthlm_hf.scripts import demo
 
@@ -41,9 +42,7 @@ def test_fast_demo_report_figures_are_finite(fast_report):
     for key in ("model_delta1", "best_constant_delta1", "constant_2_delta1", "parse_rate"):
         assert 0.0 <= saved[key] <= 1.0
     curve = saved["learning_curve"]
-    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == demo.FAST[
-        "max_steps"
-    ]
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == FAST["max_steps"]
     assert all(math.isfinite(p[k]) for p in curve for k in ("step", "delta1", "loss", "seconds"))
     assert "delta1" in (out / "report.md").read_text()
 
@@ -57,7 +56,7 @@ def test_fast_demo_point_cloud_is_a_ply_of_finite_points(fast_report):
 
 def test_ablation_must_be_known():
     with pytest.raises(ValueError, match="`ablation`"):
-        demo.DemoArguments(ablation="colour")
+        DemoArguments(ablation="colour")
 
 
 def test_modes_ask_about_the_same_points():

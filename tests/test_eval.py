@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from depthlm_hf.data.evaluation import build_samples
 from depthlm_hf.models.tiny import tiny_processor
-from depthlm_hf.scripts.eval import build_samples, main, parse_data_spec
+from depthlm_hf.scripts.eval import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,11 +50,12 @@ def spec(root: Path, name: str = "toy") -> str:
     return f"{name}={root / 'val.jsonl'}:{root}"
 
 
-def test_parse_data_spec():
-    assert parse_data_spec("a=x/y.jsonl:z") == ("a", Path("x/y.jsonl"), Path("z"))
-    assert parse_data_spec("a=x/y.jsonl") == ("a", Path("x/y.jsonl"), Path("x"))
-    with pytest.raises(ValueError, match="NAME=JSONL"):
-        parse_data_spec("x/y.jsonl")
+def test_data_entries_are_checked_before_anything_runs(dataset, tmp_path):
+    with pytest.raises(ValueError, match="`data` names must be unique, got 'toy' more than once"):
+        main(["--model", "constant:2.0", "--data", spec(dataset), spec(dataset), "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="`data` entries must look like"):
+        main(["--model", "constant:2.0", "--data", "toy=val.json", "--output_dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
 
 
 def test_constant_baseline_outputs_and_resume(dataset, tmp_path, capsys):

@@ -14,7 +14,8 @@ from depthlm_hf.models.tiny import tiny_tokenizer
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts import grpo
 from depthlm_hf.training.configs import GRPO_SYSTEM_PROMPT
-from depthlm_hf.training.rewards import AnswerReward, FormatReward
+from depthlm_hf.training.rewards import AnswerReward, FormatReward, build_rewards
+from depthlm_hf.training.setup import check_vllm
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "grpo" / "config_synthetic.yaml"
 
@@ -43,13 +44,12 @@ def _digits_only_generation() -> str:
 def test_grpo_negative_l1_rewards_equal_hand_computed(tmp_path, monkeypatch):
     recorded = []
 
-    def recording_reward(name, **params):
-        reward = Recording(grpo_get_reward(name, **params))
-        recorded.append(reward)
-        return reward
+    def recording_rewards(*args, **kwargs):
+        rewards = [Recording(reward) for reward in build_rewards(*args, **kwargs)]
+        recorded.extend(rewards)
+        return rewards
 
-    grpo_get_reward = grpo.get_reward
-    monkeypatch.setattr(grpo, "get_reward", recording_reward)
+    monkeypatch.setattr(grpo, "build_rewards", recording_rewards)
     out = tmp_path / "grpo"
     argv = ["--config", str(RECIPE), "--output_dir", str(out), "--synthetic_scenes", "8", "--max_steps", "3"]
     argv += ["--max_completion_length", "3", "--generation_kwargs", _digits_only_generation()]
@@ -84,24 +84,24 @@ def _grpo_args(*extra: str):
 
 def test_reward_functions_follow_the_config():
     _, args, _ = _grpo_args("--reward_funcs", "neg_l1", "delta1", "format", "--unparseable_penalty", "-5")
-    l1, d1, fmt = grpo.reward_functions(args)
+    l1, d1, fmt = build_rewards(args.reward_funcs, args.unparseable_penalty, bool(args.system_prompt))
     assert (l1.metric, l1.penalty, d1.metric, d1.penalty) == ("l1", -5.0, "delta1", -5.0)
     assert isinstance(fmt, FormatReward) and fmt.think_answer
     _, args, _ = _grpo_args("--reward_funcs", "format", "--system_prompt", "")
-    assert not grpo.reward_functions(args)[0].think_answer
+    assert not build_rewards(args.reward_funcs, args.unparseable_penalty, bool(args.system_prompt))[0].think_answer
 
 
 def test_unknown_reward_name_lists_valid_ones():
     _, args, _ = _grpo_args("--reward_funcs", "neg_l1", "negative_l1")
     with pytest.raises(ValueError, match="Unknown reward 'negative_l1'. Available: neg_l1, neg_l2, neg_absrel, delta1"):
-        grpo.reward_functions(args)
+        build_rewards(args.reward_funcs)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_use_vllm_without_vllm_fails_clearly():
     _, args, _ = _grpo_args("--use_vllm", "true")
     with pytest.raises(ValueError, match="vLLM is not installed"):
-        grpo.check_vllm(args)
+        check_vllm(args)
 
 
 def test_paper_defaults():

@@ -74,7 +74,8 @@ def test_recipe_and_info_from_arguments(tiny):
     recipe = recipe_from_args(args)
     assert recipe["learning_rate"] == 1e-4 and recipe["lr_scheduler_type"] == "cosine"
     assert recipe["global_batch_size"] == 160 and recipe["max_steps"] == 100  # one process here
-    script = DepthLMScriptArguments(dataset=["a/x.jsonl:a", "b/y.jsonl:b"], dataset_weights=[3, 1], tasks=["time"])
+    datasets = [{"jsonl": "a/x.jsonl", "weight": 3}, "b/y.jsonl:b"]
+    script = DepthLMScriptArguments(dataset=datasets, tasks=["time"])
     info = card_info_from_args(script, args, processor, "base/model", "sft")
     assert info.datasets == {"x": 0.75, "y": 0.25} and info.tasks == {"time": 1.0}
     assert info.unified_focal_length == processor.unified_focal_length and info.marker == processor.marker

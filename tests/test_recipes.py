@@ -63,7 +63,8 @@ def test_sft_recipes_state_the_papers_numbers(model):
     assert args.bf16 and args.activation_checkpointing and model_args.dtype == "bfloat16"
     assert model_args.attn_implementation == "flash_attention_2"
     assert script_args.crop_width == [1000, 1400] and script_args.crop_height == [700, 1200]
-    assert script_args.dataset_weights[-1] == 0.1 and len(script_args.dataset) == 7  # Matterport3D at 0.1
+    weights = {spec.name: spec.weight for spec in script_args.dataset_specs()}
+    assert len(weights) == 7 and weights.pop("matterport3d") == 0.1 and set(weights.values()) == {1.0}
 
 
 def test_grpo_recipe_states_the_papers_numbers():

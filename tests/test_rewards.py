@@ -7,6 +7,8 @@ import pytest
 from depthlm_hf.training.rewards import (
     REWARDS,
     AnswerReward,
+    FormatReward,
+    build_rewards,
     completion_text,
     delta1,
     format_reward,
@@ -126,8 +128,26 @@ def test_unknown_reward_lists_valid_names():
         get_reward("neg_l3")
     for name in REWARDS:
         assert name in str(err.value)
-    with pytest.raises(ValueError, match="Available: neg_l1"):
+    with pytest.raises(ValueError, match="Cannot import reward 'no_such_module.reward'.*Available: neg_l1"):
         get_reward("no_such_module.reward")
+
+
+def test_a_name_without_a_dot_is_never_imported():
+    # `os:getcwd` is importable, but only an explicit dotted path leaves the registry.
+    with pytest.raises(ValueError, match="Unknown reward 'os:getcwd'. Available: neg_l1, neg_l2"):
+        get_reward("os:getcwd")
+    with pytest.raises(ValueError, match="Unknown reward 'depthlm_hf'"):
+        get_reward("depthlm_hf")
+
+
+def test_build_rewards_sets_the_penalty_and_layout_by_reward_type():
+    l1, d1, fmt, l2 = build_rewards(
+        ["neg_l1", "delta1", "format", "depthlm_hf.training.rewards.negative_l2"], unparseable_penalty=-5.0
+    )
+    assert (l1, d1) == (AnswerReward("l1", -5.0, name="neg_l1"), AnswerReward("delta1", -5.0, name="delta1"))
+    assert fmt == FormatReward(think_answer=True, penalty=0.0) and l2 is negative_l2  # a factory is left alone
+    default, plain = build_rewards(["neg_l1", "format"], think_answer=False)
+    assert default.penalty == -100.0 and plain.think_answer is False
 
 
 def test_bad_metric_raises():

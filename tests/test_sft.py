@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from transformers import AutoModelForImageTextToText, TrainerCallback
 
 from depthlm_hf.models.tiny import tiny_qwen2_5_vl
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.scripts import sft
-from depthlm_hf.scripts.sft import AnswerOnlyCollator
+from depthlm_hf.training.setup import resume_checkpoint
+from depthlm_hf.training.trainers import AnswerOnlyCollator
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
 INTRINSICS = [1000.0, 1000.0, 111.5, 83.5, 224, 168]  # f = f*: the image is used at its own size
@@ -178,11 +180,11 @@ def test_resume_after_kill_continues_data_order(tmp_path, monkeypatch):
 
 def test_resume_last_without_checkpoint_starts_fresh(tmp_path):
     args = sft.make_parser().parse_args_and_config(_argv(tmp_path / "new", "--resume_from_checkpoint", "last"))[1]
-    assert sft.resume_checkpoint(args) is None
+    assert resume_checkpoint(args) is None
 
 
 def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch):
-    """The `dataset: [jsonl:image_root, ...]` path with weights, on the real iBims-1 sample, paper crops."""
+    """A recipe's `dataset` list of mappings with weights, on the real iBims-1 sample, paper crops."""
     seen: list[dict] = []
     collate = AnswerOnlyCollator.torch_call
 
@@ -191,8 +193,15 @@ def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch)
         return collate(self, examples)
 
     monkeypatch.setattr(AnswerOnlyCollator, "torch_call", recording)
-    source = f"{ibims1_dir / 'ibims1_val.jsonl'}:{ibims1_dir}"
-    argv = ["--config", str(RECIPE), "--output_dir", str(tmp_path), "--max_steps", "2"]
+    recipe = yaml.safe_load(RECIPE.read_text())
+    jsonl = str(ibims1_dir / "ibims1_val.jsonl")
+    recipe["dataset"] = [
+        {"name": "ibims1_val", "jsonl": jsonl, "image_root": str(ibims1_dir)},
+        {"name": "ibims1_val_2", "jsonl": jsonl, "image_root": str(ibims1_dir), "weight": 0.1},
+    ]
+    config = tmp_path / "mixture.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    argv = ["--config", str(config), "--output_dir", str(tmp_path), "--max_steps", "2"]
     argv += [
         "--per_device_train_batch_size",
         "2",
@@ -202,7 +211,7 @@ def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch)
         "1000",
         "1400",
     ]
-    argv += ["--crop_height", "700", "1200", "--dataset", source, source, "--dataset_weights", "1", "0.1"]
+    argv += ["--crop_height", "700", "1200"]
     trainer = sft.main(argv)
     assert trainer.state.global_step == 2 and len(seen) == 4
     for row in seen:

@@ -1,4 +1,8 @@
-"""The fixed evaluation view: the same (record, pixel) pairs in every run and process, no augmentation."""
+"""The fixed evaluation sets: the same (record, pixel) pairs in every run and process, no augmentation.
+
+`EvaluationView` gives rows of the single-point tasks for trainers; `build_samples` gives the samples of
+every task that `depthlm eval` (`depthlm_hf.metrics.evaluation`) asks a model about.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from depthlm_hf.data.records import InvalidRecordError
-from depthlm_hf.data.views import _rng, _View
+from depthlm_hf.data.seeding import rng
+from depthlm_hf.data.views import _View
 from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.tasks.samples import build_sample, check_task
 
@@ -39,7 +44,7 @@ class EvaluationView(_View):
         self.stats: Counter[str] = Counter()
         pairs = self._eligible()
         if num_samples is not None and num_samples < len(pairs):
-            chosen = np.sort(_rng(self.seed).choice(len(pairs), size=num_samples, replace=False))
+            chosen = np.sort(rng(self.seed).choice(len(pairs), size=num_samples, replace=False))
             pairs = pairs[chosen]
         self.pairs = pairs  # (M, 2) int: record index, pixel index
         self.num_samples = len(pairs)
@@ -73,7 +78,7 @@ class EvaluationView(_View):
         record_index, point_index = (int(v) for v in self.pairs[index])
         record = self._record(record_index)
         point = np.asarray(record["pixel_coords"][point_index], dtype=np.float64)
-        sample = build_sample(self.task, record, _rng(self.seed, index), candidates=[point_index])
+        sample = build_sample(self.task, record, rng(self.seed, index), candidates=[point_index])
         prepared = self.processor.prepare(record["image"], record["intrinsics"], point[None])
         return {
             "images": [prepared.image],
@@ -86,3 +91,64 @@ class EvaluationView(_View):
             "dataset": str(record.get("dataset") or ""),
             "scene": str(record.get("scene") or ""),
         }
+
+
+def build_samples(source, processor, task: str, num_samples: int | None, seed: int) -> list[dict[str, Any]]:
+    """The fixed evaluation samples of `task`: `{"id", "record_index", "point_indices", "label", "fields"}`.
+
+    Single-point tasks use the (record, pixel) pairs of `EvaluationView`; "two_point_distance" pairs each
+    of them with another eligible pixel of the same record; "translation" takes records with a second
+    view. Question fields (speed, time) come from a generator seeded by `(seed, id, task)`.
+    """
+    paths = source.with_paths()
+    if task == "translation":
+        return _translation_samples(paths, num_samples, seed)
+    view_task = task if task in ("distance", "z_distance") else "distance"
+    view = EvaluationView(paths, processor, num_samples=num_samples, seed=seed, task=view_task)
+    samples, record = [], None
+    for k, (record_index, point_index) in enumerate(view.pairs.tolist()):
+        if record is None or record["index"] != record_index:
+            record = paths[record_index]
+            markable = _markable(processor, record)
+        candidates = markable if task == "two_point_distance" else [point_index]
+        if task == "two_point_distance":  # the view's pixel is always one of the two points
+            others = [i for i in markable if i != point_index]
+            if not others:
+                continue
+            candidates = [point_index, int(rng(seed, k, task).choice(others))]
+        sample = build_sample(task, record, rng(seed, k, task), candidates=candidates)
+        samples.append(
+            {
+                "id": k,
+                "record_index": record_index,
+                "point_indices": list(sample.point_indices),
+                "label": float(sample.value),
+                "fields": sample.fields,
+            }
+        )
+    return samples
+
+
+def _translation_samples(paths, num_samples: int | None, seed: int) -> list[dict[str, Any]]:
+    ids = []
+    for index in range(len(paths)):
+        try:
+            if paths[index].get("translation") is not None:
+                ids.append(index)
+        except ValueError:  # an invalid record: the curated loader says why
+            continue
+    if num_samples is not None and num_samples < len(ids):
+        ids = sorted(np.random.default_rng(seed).choice(ids, size=num_samples, replace=False).tolist())
+    samples = []
+    for k, index in enumerate(ids):
+        value = build_sample("translation", paths[index], rng(seed, k, "translation")).value
+        samples.append({"id": k, "record_index": index, "point_indices": [], "label": float(value), "fields": {}})
+    return samples
+
+
+def _markable(processor, record) -> list[int]:
+    """Indices of the record's pixels whose marker fits in the focal-unified image."""
+    transform = processor.focal_transform(record["intrinsics"])
+    mapped = np.rint(transform.map_points(record["pixel_coords"]))
+    fits = marker_fits(mapped, transform.out_width, transform.out_height, processor.marker_style)
+    return np.flatnonzero(fits).tolist()

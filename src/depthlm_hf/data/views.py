@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from depthlm_hf.data.records import InvalidRecordError
+from depthlm_hf.data.seeding import rng as _rng
 from depthlm_hf.geometry import CameraIntrinsics, centered_crop_window
 from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
 
@@ -47,10 +48,6 @@ def mixture_weights(names: Sequence[str], overrides: Mapping[str, float] = PAPER
     """
     lower = {k.lower(): float(v) for k, v in overrides.items()}
     return [lower.get(name.lower(), 1.0) for name in names]
-
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
 @dataclass(frozen=True)

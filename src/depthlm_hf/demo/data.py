@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from depthlm_hf.data.seeding import rng as seeded_rng
 from depthlm_hf.data.synthetic.scenes import SCENE_PRESETS, SceneConfig, render_scene
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.prompting.imaging import apply_transform
@@ -208,7 +209,7 @@ def render_bank(
     window[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = marker_fits(grid, w, h, processor.marker_style).reshape(h, w)
     canvases, cameras, points, text_points, labels, depths, focals = [], [], [], [], [], [], []
     for index in tqdm(range(num_scenes), desc=desc, leave=False):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        rng = seeded_rng(seed, index)
         view = render_scene(config, rng)
         native, image = view.camera.intrinsics, Image.fromarray(view.image)
         native_depth = np.where(view.valid, view.depth, np.nan)

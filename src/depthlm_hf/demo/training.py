@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
 
+from depthlm_hf.data.seeding import rng as seeded_rng
 from depthlm_hf.demo.data import Mode, SceneBank, model_image, question
 from depthlm_hf.metrics.functional import delta_accuracy, depth_metrics
 from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl_config
@@ -79,7 +80,7 @@ class TrainingRows:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         scenes, per_scene = self.bank.points.shape[:2]
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(index)]))
+        rng = seeded_rng(self.seed, int(index))
         scene, point = int(rng.integers(scenes)), int(rng.integers(per_scene))
         image = model_image(self.bank, scene, point, self.mode, self.processor.marker_style)
         text = question(self.processor, self.bank, scene, point, self.mode)

@@ -5,259 +5,28 @@
     depthlm demo --output-dir demo_focal --ablation focal  # no focal unification (whole frame resized)
     depthlm demo --output-dir demo_marker --ablation marker  # pixel as text coordinates, no marker
 
-Reads top to bottom: seed, scenes, processor, model, rows, TRL `SFTTrainer` (the `depthlm sft` collator:
-loss on the answer only), held-out evaluation against constants, pictures, point cloud, report.
+The run itself (scenes, training, evaluation, pictures, point cloud, report) is `depthlm_hf.demo.run.run`.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import shlex
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from transformers import set_seed
-from trl import SFTTrainer, TrlParser
+from trl import TrlParser
 
-from depthlm_hf.demo.data import DemoScenes, model_image, render_bank
-from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
-from depthlm_hf.demo.training import (
-    LearningCurve,
-    TrainingRows,
-    build_model,
-    constant_baselines,
-    demo_processor,
-    evaluate,
-    predict,
-)
-from depthlm_hf.geometry import backproject
-from depthlm_hf.inference.pointcloud import PointCloud, query_grid
-from depthlm_hf.prompting.markers import marker_fits
-from depthlm_hf.scripts.sft import AnswerOnlyCollator, index_dataset
-from depthlm_hf.training.configs import DepthLMSFTConfig
-
-DESCRIPTIONS = {
-    "full": "Full method: every image is resized to the unified focal length; the model sees a window centred on the "
-    "query pixel (`--crop principal`: on the principal point) with a marker on it (a red arrow by default).",
-    "focal": "Ablation `focal`: no focal unification; the whole native frame is resized to the model image size, "
-    "so the apparent scale of the scene varies with the camera (focal 300-1500 px).",
-    "marker": "Ablation `marker`: no marker; the model sees the unified window centred on the principal point and "
-    "the query pixel is given as text coordinates in the question.",
-}
-
-
-@dataclass
-class DemoArguments:
-    """Options of `depthlm demo` (defaults: the full demo, ~5-6 min on 2 shared CPU cores; `--fast` overrides
-    the sizes with `FAST`)."""
-
-    output_dir: str = field(default="demo_output", metadata={"help": "Folder for the report, pictures and model."})
-    fast: bool = field(default=False, metadata={"help": "Smoke mode (~20 s): a few scenes and steps."})
-    ablation: str | None = field(
-        default=None, metadata={"help": "None (full method), 'focal' (no unification) or 'marker' (text coordinates)."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of scenes, weights and row order."})
-    train_scenes: int = field(default=400, metadata={"help": "Training scenes (each gives several queries)."})
-    points_per_scene: int = field(default=32, metadata={"help": "Query pixels per training scene."})
-    eval_scenes: int = field(default=500, metadata={"help": "Held-out scenes (one query each)."})
-    max_steps: int = field(default=1200, metadata={"help": "Optimizer steps."})
-    batch_size: int = field(default=32, metadata={"help": "Queries per step."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine, 10% warmup)."})
-    curve_every: int = field(default=100, metadata={"help": "Steps between learning-curve points."})
-    curve_scenes: int = field(default=100, metadata={"help": "Held-out scenes per learning-curve point."})
-    hidden_size: int = field(default=128, metadata={"help": "Text model width."})
-    num_layers: int = field(default=2, metadata={"help": "Text model layers."})
-    vision_hidden_size: int = field(default=64, metadata={"help": "Vision tower width."})
-    vision_depth: int = field(default=2, metadata={"help": "Vision tower blocks."})
-    rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the text model."})
-    vision_rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the vision tower."})
-    crop: str = field(
-        default="query",
-        metadata={
-            "help": "Model window: 'query' (centred on the query pixel: what learns at this scale) or 'principal' "
-            "(centred on the principal point, as in the paper; did not learn in 1200 steps here, see docs/demo.md)."
-        },
-    )
-    marker_shape: str = field(
-        default="arrow", metadata={"help": "'arrow' (the paper's), 'circle' (a ring around the pixel) or 'cross'."}
-    )
-    marker_size: int = field(default=8, metadata={"help": "Arrow shaft / ring radius [px] in the 112x84 model image."})
-    marker_thickness: int = field(default=2, metadata={"help": "Marker line width [px]."})
-    point_cloud_points: int = field(default=300, metadata={"help": "Grid queries of the point-cloud image."})
-    threads: int = field(
-        default=1,
-        metadata={"help": "torch CPU threads (1: on a shared 2-core machine two threads ran a step 10-30x slower)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.ablation not in (None, "focal", "marker"):
-            raise ValueError(f"`ablation` must be 'focal' or 'marker' (or omitted), got {self.ablation!r}.")
-        if self.fast:
-            for name, value in FAST.items():
-                setattr(self, name, value)
-
-    @property
-    def mode(self) -> str:
-        return self.ablation or "full"
-
-
-FAST: dict[str, Any] = {
-    "train_scenes": 24,
-    "points_per_scene": 8,
-    "eval_scenes": 24,
-    "max_steps": 60,
-    "batch_size": 8,
-    "curve_every": 30,
-    "curve_scenes": 8,
-    "point_cloud_points": 24,
-}
-"""What `--fast` sets: enough to run every stage and write every artifact, not to learn."""
+from depthlm_hf.demo.run import DemoArguments, run
 
 
 def make_parser() -> TrlParser:
+    """`TrlParser` over :class:`~depthlm_hf.demo.run.DemoArguments`."""
     return TrlParser((DemoArguments,))
 
 
-def _training_args(args: DemoArguments, output_dir: Path) -> DepthLMSFTConfig:
-    return DepthLMSFTConfig(
-        output_dir=str(output_dir / "trainer"),
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=0.01,
-        max_grad_norm=1.0,
-        logging_steps=args.curve_every,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=args.seed,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        disable_tqdm=False,
-    )
-
-
-def _point_cloud(model, processor, bank, mode: str, scene: int, num_points: int) -> tuple[PointCloud, np.ndarray]:
-    """Grid queries over the ground of held-out `scene`'s principal window, back-projected with its camera.
-
-    Returns the cloud (pixels on the canvas) and the true (M, 3) [m] points of the asked pixels.
-    """
-    camera, depth = bank.intrinsics[scene], bank.depth[scene]
-    w, h = bank.size
-    left, top = bank.window()
-    style = processor.marker_style
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
-    fits = np.zeros(depth.shape, bool)
-    fits[top : top + h, left : left + w] = marker_fits(grid, w, h, style).reshape(h, w)
-    fits &= np.isfinite(depth) & (depth <= DemoScenes().distance[1])  # the trained range
-    pixels, shape = query_grid(camera, num_points, fits)
-    ask = np.flatnonzero(fits[pixels[:, 1], pixels[:, 0]])  # grid pixels on the sky are not asked
-    queries = bank.subset([scene] * len(ask), pixels[ask])
-    values, _ = predict(model, processor, queries, mode, [(i, 0) for i in range(len(ask))])
-    distance = np.full(len(pixels), np.nan)
-    distance[ask] = [np.nan if v is None or v <= 0 else v for v in values]
-    ok = np.isfinite(distance)
-    points = np.full((len(pixels), 3), np.nan)
-    points[ok] = backproject(pixels[ok], distance[ok], camera)
-    colors = bank.canvas[scene][pixels[:, 1], pixels[:, 0]].astype(np.uint8)
-    truth = backproject(pixels[ask], queries.distance[:, 0], camera)
-    cloud = PointCloud(pixels, distance, points, colors, np.where(ok, 1.0, np.nan), camera, shape)
-    return cloud, truth
-
-
-def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
-    """The whole demo; returns the report dict (also written to `args.output_dir`)."""
-    start = time.time()
-    torch.set_num_threads(args.threads)
-    set_seed(args.seed)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    mode = args.mode
-    spec = DemoScenes(crop=args.crop)
-
-    marker = {"shape": args.marker_shape, "size": args.marker_size, "thickness": args.marker_thickness}
-    processor = demo_processor(spec.width, spec.height, spec.unified_focal, marker)
-    train_bank = render_bank(
-        spec, processor, args.train_scenes, args.points_per_scene, args.seed, mode, desc="training scenes"
-    )
-    eval_bank = render_bank(spec, processor, args.eval_scenes, 1, args.seed + 10_000, mode, True, "held-out scenes")
-    constants = constant_baselines(eval_bank.distance[:, 0])
-
-    model = build_model(
-        args.seed,
-        processor,
-        args.hidden_size,
-        args.num_layers,
-        args.vision_hidden_size,
-        args.vision_depth,
-        args.rope_theta,
-        args.vision_rope_theta,
-    )
-    curve = LearningCurve(processor, eval_bank, mode, args.curve_every, args.curve_scenes)
-    trainer = SFTTrainer(
-        model=model,
-        args=_training_args(args, output_dir),
-        data_collator=AnswerOnlyCollator(processor=processor, completion_only_loss=True),
-        train_dataset=index_dataset(
-            args.max_steps * args.batch_size, TrainingRows(train_bank, processor, mode, args.seed), "sft"
-        ),
-        processing_class=processor,
-        callbacks=[curve],
-    )
-    trainer.train()
-
-    result = evaluate(model, processor, eval_bank, mode, progress=True)
-    metrics = result["metrics"]
-    model.save_pretrained(output_dir / "model")
-    processor.save_pretrained(output_dir / "model")
-
-    shown = list(range(min(8, args.eval_scenes)))
-    plot_examples(
-        [model_image(eval_bank, s, 0, mode, processor.marker_style) for s in shown],
-        eval_bank.distance[shown, 0],
-        [result["predictions"][s] for s in shown],
-        output_dir / "examples.png",
-    )
-    plot_learning_curve(curve.points, constants, output_dir / "learning_curve.png")
-    cloud, truth = _point_cloud(model, processor, eval_bank, mode, 0, args.point_cloud_points)
-    cloud.save_ply(output_dir / "point_cloud.ply")
-    plot_point_cloud(cloud, truth, eval_bank.canvas[0], output_dir / "point_cloud.png")
-
-    parse_rate = 1.0 - metrics["parse_failure_rate"]
-    report = {
-        "mode": mode,
-        "description": DESCRIPTIONS[mode],
-        "model_delta1": metrics["delta1"],
-        "model_abs_rel": metrics["abs_rel"],
-        "parse_rate": parse_rate,
-        **constants,
-        "bar_met": bool(metrics["delta1"] >= 0.5 and metrics["delta1"] >= 2 * constants["best_constant_delta1"]),
-        "learning_curve": curve.points,
-        "metrics": metrics,
-        "num_eval": args.eval_scenes,
-        "num_train_scenes": args.train_scenes,
-        "max_steps": args.max_steps,
-        "batch_size": args.batch_size,
-        "scenes": asdict(spec),
-        "arguments": asdict(args),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} thread(s)",
-        "command": command,
-        "wall_seconds": time.time() - start,
-    }
-    write_report(output_dir, report)
-    return report
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse `argv` (default: `sys.argv[1:]`), run the demo, print its headline and return the report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Accept the dashed spelling of the documented flags as well as TRL's underscores.
     argv = [
@@ -272,3 +41,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"parse rate {report['parse_rate']:.3f}, {report['wall_seconds']:.0f} s -> {args.output_dir}/report.md"
     )
     return report
+
+
+if __name__ == "__main__":
+    main()

@@ -8,11 +8,11 @@ Each dataclass field is a command-line flag (`--unified_focal_length 750`) and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from trl import GRPOConfig, SFTConfig
 
+from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.data.synthetic.scenes import get_config as scene_config
 from depthlm_hf.tasks.text import TASKS
 
@@ -51,13 +51,10 @@ class DepthLMScriptArguments:
     dataset: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Curated datasets, each as `jsonl_path:image_root` (a jsonl of DepthLM records and the "
-            "folder their image paths are relative to). Empty: train on the `synthetic` preset."
+            "help": "Curated datasets, each as `[NAME=]JSONL[:IMAGE_ROOT]` or, in a recipe, a mapping "
+            "`{name, jsonl, image_root, weight}` (`depthlm_hf.data.sources`; weight: the mixture's sampling "
+            "weight, default equal as in the paper). Empty: train on the `synthetic` preset."
         },
-    )
-    dataset_weights: list[float] | None = field(
-        default=None,
-        metadata={"help": "Sampling weight of each `dataset` entry (default: equal, as in the paper)."},
     )
     synthetic: str = field(
         default="indoor",
@@ -134,10 +131,7 @@ class DepthLMScriptArguments:
     )
 
     def __post_init__(self) -> None:
-        for entry in self.dataset:
-            if ":" not in entry:
-                raise ValueError(f"`dataset` entries must be `jsonl_path:image_root`, got {entry!r}.")
-        _check_weights("dataset_weights", self.dataset_weights, len(self.dataset), "datasets")
+        self.dataset_specs()
         unknown = [task for task in self.tasks if task not in TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"Unknown `tasks` {unknown or self.tasks!r}. Available: {', '.join(TASKS)}.")
@@ -175,25 +169,14 @@ class DepthLMScriptArguments:
             overrides["marker"] = marker
         return overrides
 
-    def dataset_names(self) -> list[str]:
-        """A unique name per `dataset` entry: the jsonl file's stem, numbered when it repeats.
+    def dataset_specs(self) -> list[DatasetSpec]:
+        """The `dataset` entries parsed (names unique, weights >= 0).
 
-        >>> DepthLMScriptArguments(dataset=["a/x.jsonl:a", "b/x.jsonl:b", "c/y.jsonl:c"]).dataset_names()
-        ['x', 'x_2', 'y']
+        >>> args = DepthLMScriptArguments(dataset=["a/x.jsonl:a", {"jsonl": "y.jsonl", "weight": 0.1}])
+        >>> [(spec.name, spec.weight) for spec in args.dataset_specs()]
+        [('x', 1.0), ('y', 0.1)]
         """
-        names: list[str] = []
-        for jsonl, _ in self.dataset_sources():
-            stem = Path(jsonl).stem
-            name, count = stem, 1
-            while name in names:
-                count += 1
-                name = f"{stem}_{count}"
-            names.append(name)
-        return names
-
-    def dataset_sources(self) -> list[tuple[str, str]]:
-        """(jsonl_path, image_root) of each `dataset` entry; the root is split at the last colon."""
-        return [tuple(entry.rsplit(":", 1)) for entry in self.dataset]  # type: ignore[misc]
+        return parse_dataset_specs(self.dataset, "dataset")
 
 
 @dataclass

@@ -106,7 +106,8 @@ def card_info_from_args(
     """A `ModelCardInfo` from the scripts' arguments (`DepthLMScriptArguments`, a trainer config) and the
     `DepthLMProcessor` the model was trained with."""
     if script_args.dataset:
-        datasets = _weights(script_args.dataset_names(), script_args.dataset_weights)
+        specs = script_args.dataset_specs()
+        datasets = _weights([spec.name for spec in specs], [spec.weight for spec in specs])
     else:
         datasets = {f"synthetic:{script_args.synthetic} ({script_args.synthetic_scenes} scenes)": 1.0}
     crop = {}

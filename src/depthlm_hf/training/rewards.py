@@ -12,8 +12,8 @@ each completion. Answers are read with `depthlm_hf.tasks.text.parse_answer`, whi
 gets the reward's `penalty`: a defined value, never a crash.
 
 Rewards with parameters are built by factories that return picklable callable objects (DeepSpeed and
-multi-process data loading pickle them); `get_reward(name, **params)` resolves a registry name or a
-dotted import path.
+multi-process data loading pickle them); `get_reward(name, **params)` resolves a registry name or an
+explicit dotted import path, and `build_rewards` gives the rewards of a GRPO run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from depthlm_hf.tasks.text import parse_answer
@@ -196,13 +196,12 @@ REWARDS: dict[str, Callable[..., RewardFunc]] = {
 
 def _import_object(path: str) -> Any:
     module_name, _, attr = path.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise ImportError(path)
     return getattr(importlib.import_module(module_name), attr)
 
 
 def get_reward(name: str | Callable[..., Any], **params: Any) -> RewardFunc:
-    """The reward function called `name`: a registry name, or a dotted import path (`pkg.mod:func`).
+    """The reward function called `name`: a registry name (`REWARDS`), or an explicit dotted import path
+    (`pkg.mod.func` or `pkg.mod:func`; a name without a dot is only looked up in the registry).
 
     Registry names and importable factories are called with `params`; an imported reward function is
     returned as it is (then `params` must be empty).
@@ -218,15 +217,37 @@ def get_reward(name: str | Callable[..., Any], **params: Any) -> RewardFunc:
         raise TypeError(f"`name` must be a reward name or a callable, got {type(name).__name__} {name!r}.")
     if name in REWARDS:
         return REWARDS[name](**params)
-    if "." in name or ":" in name:
-        try:
-            obj = _import_object(name)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"Cannot import reward {name!r}: {err}. Available: {', '.join(REWARDS)}.") from err
-        if not callable(obj):
-            raise TypeError(f"Reward {name!r} is a {type(obj).__name__}, not a callable.")
-        return obj(**params) if params else obj
-    raise ValueError(
-        f"Unknown reward {name!r}. Available: {', '.join(REWARDS)} (or a dotted import path such as "
-        "'my_pkg.rewards:my_reward')."
-    )
+    if "." not in name:
+        raise ValueError(
+            f"Unknown reward {name!r}. Available: {', '.join(REWARDS)} (or a dotted import path such as "
+            "'my_pkg.rewards:my_reward')."
+        )
+    try:
+        obj = _import_object(name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"Cannot import reward {name!r}: {err}. Available: {', '.join(REWARDS)}.") from err
+    if not callable(obj):
+        raise TypeError(f"Reward {name!r} is a {type(obj).__name__}, not a callable.")
+    return obj(**params) if params else obj
+
+
+def build_rewards(
+    names: Sequence[str], unparseable_penalty: float | None = None, think_answer: bool = True
+) -> list[RewardFunc]:
+    """The rewards `names` (see :func:`get_reward`) of a GRPO run: accuracy rewards (`AnswerReward`) get
+    `unparseable_penalty` when it is set, format rewards (`FormatReward`) check the think/answer layout
+    only when `think_answer` (the run has the think/answer system prompt).
+
+    >>> l1, fmt = build_rewards(["neg_l1", "format"], unparseable_penalty=-5.0, think_answer=False)
+    >>> l1.penalty, fmt.think_answer
+    (-5.0, False)
+    """
+    rewards = []
+    for name in names:
+        reward = get_reward(name)
+        if isinstance(reward, AnswerReward) and unparseable_penalty is not None:
+            reward = replace(reward, penalty=unparseable_penalty)
+        if isinstance(reward, FormatReward) and not think_answer:
+            reward = replace(reward, think_answer=False)
+        rewards.append(reward)
+    return rewards

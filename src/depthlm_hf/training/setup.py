@@ -1,0 +1,241 @@
+"""What a training run is built from: the processor, the model (and its LoRA config), the datasets, the
+checkpoint to resume from, and the saved outputs. `depthlm sft` and `depthlm grpo` call these in order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoModelForImageTextToText, PreTrainedModel
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import cached_file
+from trl import ModelConfig, get_peft_config
+
+from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
+from depthlm_hf.prompting.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.training.configs import DepthLMScriptArguments
+from depthlm_hf.training.modelcard import write_model_card
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+"""`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.models.tiny` (CPU)."""
+
+
+def _saved_processor_config(name_or_path: str, revision: str | None) -> dict[str, Any]:
+    path = cached_file(
+        name_or_path, "processor_config.json", revision=revision, _raise_exceptions_for_missing_entries=False
+    )
+    return json.loads(Path(path).read_text()) if path else {}
+
+
+def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments) -> DepthLMProcessor:
+    """The `DepthLMProcessor` of the model: its saved DepthLM settings, else `processor_preset` around the
+    model's own processor; explicit script arguments (focal length, marker, ...) override both."""
+    overrides = script_args.processor_overrides()
+    name = model_args.model_name_or_path
+    if name == TINY:
+        from depthlm_hf.models.tiny import tiny_processor
+
+        return _with_overrides(tiny_processor(), overrides)
+    saved = _saved_processor_config(name, model_args.model_revision)
+    if "depthlm_processor_class" in saved:
+        processor = DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision)
+        return _with_overrides(processor, overrides)
+    preset = {**PRESETS[script_args.processor_preset], "preset": script_args.processor_preset}
+    preset.setdefault("base_processor_class", saved.get("processor_class", "Qwen2_5_VLProcessor"))
+    if "marker" in overrides:
+        overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
+    return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
+
+
+def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> DepthLMProcessor:
+    if not overrides:
+        return processor
+    settings = {key: getattr(processor, key) for key in processor.to_dict() if hasattr(processor, key)}
+    if "marker" in overrides:
+        overrides = {**overrides, "marker": {**processor.marker, **overrides["marker"]}}
+    settings = {**settings, **overrides, "chat_template": processor.chat_template}
+    settings = {k: v for k, v in settings.items() if k not in ("image_processor", "tokenizer", "processor_class")}
+    return type(processor)(processor.image_processor, processor.tokenizer, **settings)
+
+
+class RowTransform:
+    """Picklable `datasets` transform from sample indices to TRL rows, rendered on access by `view`.
+
+    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows with the `depth` target and `task`;
+    both carry the sample `index` (trainers ignore it; it identifies the sample in logs and tests).
+    """
+
+    COLUMNS = {
+        "sft": ("images", "prompt", "completion", "index"),
+        "grpo": ("images", "prompt", "depth", "task", "index"),
+    }
+
+    def __init__(self, view: Any, kind: str) -> None:
+        self.view, self.kind = view, kind
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = [self.view[int(index)] for index in batch["index"]]
+        columns = {key: [row[key] for row in rows] for key in self.COLUMNS[self.kind] if key != "index"}
+        columns["index"] = [int(index) for index in batch["index"]]
+        return columns
+
+
+def index_dataset(num_samples: int, view: Any, kind: str) -> Dataset:
+    """A map-style `datasets.Dataset` of `num_samples` rows rendered lazily by `view` (sample i is a
+    deterministic function of i, so runs resume and shard across processes exactly)."""
+    dataset = Dataset.from_dict({"index": np.arange(num_samples, dtype=np.int64)})
+    dataset.set_transform(RowTransform(view, kind))
+    return dataset
+
+
+def num_train_samples(training_args: Any) -> int:
+    """Samples the run consumes: `max_steps` x the global batch size (`max_steps` must be set)."""
+    if training_args.max_steps is None or training_args.max_steps <= 0:
+        raise ValueError(
+            f"`max_steps` must be set (> 0), got {training_args.max_steps}: the training stream is sized "
+            "from it (paper: samples / global batch, e.g. 35M / 1280 = 27344 for Qwen2.5-VL-3B)."
+        )
+    world = training_args.world_size
+    return (
+        training_args.max_steps
+        * training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * world
+    )
+
+
+def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, Any]:
+    """Record sources by name: the curated datasets (read lazily), or the synthetic preset's scenes."""
+    if script_args.dataset:
+        return {spec.name: spec.load() for spec in script_args.dataset_specs()}
+    overrides = {}
+    if script_args.synthetic_image_size is not None:
+        width, height = script_args.synthetic_image_size
+        overrides = {"width": (width, width), "height": (height, height)}
+    scenes = SyntheticDataset(
+        script_args.synthetic,
+        num_scenes=script_args.synthetic_scenes,
+        seed=seed,
+        two_view="translation" in script_args.tasks,
+        **overrides,
+    )
+    return {f"synthetic_{script_args.synthetic}": scenes}
+
+
+def training_view(script_args: DepthLMScriptArguments, processor: DepthLMProcessor, seed: int, kind: str) -> Any:
+    """The (mixture of) training view(s) of `depthlm_hf.data.views` for the run."""
+    weights = script_args.task_weights or [1.0] * len(script_args.tasks)
+    config = TrainingViewConfig(
+        crop=script_args.crop_width is not None,
+        crop_width=tuple(script_args.crop_width or (1, 1)),
+        crop_height=tuple(script_args.crop_height or (1, 1)),
+        crop_position=script_args.crop_position,
+        aspect_jitter=tuple(script_args.aspect_jitter) if script_args.aspect_jitter else None,
+        tasks=dict(zip(script_args.tasks, weights, strict=True)),
+    )
+    sources = record_sources(script_args, seed)
+    views = {
+        name: TrainingView(source, processor, config, seed=seed, row_format=kind) for name, source in sources.items()
+    }
+    if len(views) == 1:
+        return next(iter(views.values()))
+    return MixtureView(views, weights=[spec.weight for spec in script_args.dataset_specs()], seed=seed)
+
+
+def build_datasets(
+    script_args: DepthLMScriptArguments, processor: DepthLMProcessor, training_args: Any, kind: str
+) -> tuple[Dataset, Dataset | None]:
+    """The training dataset of the run, and an evaluation one (other rows of the same views) when
+    `eval_samples` > 0."""
+    seed = training_args.seed
+    train = index_dataset(num_train_samples(training_args), training_view(script_args, processor, seed, kind), kind)
+    evaluation = None
+    if script_args.eval_samples:
+        eval_view = training_view(script_args, processor, seed + 1_000_003, kind)
+        evaluation = index_dataset(script_args.eval_samples, eval_view, kind)
+    return train, evaluation
+
+
+def _init_deepspeed_comm(training_args: Any) -> None:
+    # On CPU (`use_cpu=True`) accelerate starts torch.distributed but not DeepSpeed's communication layer, and
+    # ZeRO-3 model construction (`deepspeed.zero.Init`) would then see a world of one process.
+    if not training_args.deepspeed or not torch.distributed.is_initialized():
+        return
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
+
+
+def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
+    """The VLM to train, from the Hub or a folder (`tiny`: the tiny random offline Qwen2.5-VL)."""
+    _init_deepspeed_comm(training_args)
+    if model_args.model_name_or_path == TINY:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        from depthlm_hf.models.tiny import tiny_qwen2_5_vl
+
+        if is_deepspeed_zero3_enabled():
+            raise ValueError(
+                "`model_name_or_path` 'tiny' cannot be built inside DeepSpeed ZeRO-3: save it first "
+                "(`tiny_qwen2_5_vl()[0].save_pretrained(dir)` and the processor likewise) and pass the "
+                "folder."
+            )
+        model, _ = tiny_qwen2_5_vl()
+        model.train()
+        return model
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "trust_remote_code": training_args.trust_remote_code,
+        **(training_args.model_init_kwargs or {}),
+    }
+    return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def peft_config(model_args: ModelConfig):
+    """TRL's LoRA config from the model arguments (`--lora_target_modules all-linear` as PEFT's keyword)."""
+    config = get_peft_config(model_args)
+    if config is not None and config.target_modules in ({"all-linear"}, ["all-linear"]):
+        config.target_modules = "all-linear"
+    return config
+
+
+def resume_checkpoint(training_args: Any) -> str | bool | None:
+    """The checkpoint to resume from: `resume_from_checkpoint` as given, with `last` meaning the newest
+    checkpoint in `output_dir` when there is one (a preemption-safe recipe setting), else a fresh start."""
+    value = training_args.resume_from_checkpoint
+    if value not in ("last", "true", "True"):
+        return value
+    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last is None:
+        logger.info("No checkpoint in %s: training from the start.", training_args.output_dir)
+    return last
+
+
+def save_outputs(trainer: Any, processor: DepthLMProcessor, card_info: Any, output_dir: str) -> None:
+    """Save the model (or adapter), the processor settings and the model card, then push when asked."""
+    trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        write_model_card(output_dir, card_info)
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
+
+
+def check_vllm(training_args: Any) -> None:
+    """Fail early, with the fix, when vLLM generation is asked for but vLLM is not installed."""
+    if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError("`use_vllm` is true but vLLM is not installed: `pip install vllm`, or set `use_vllm: false`.")
