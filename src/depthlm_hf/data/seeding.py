@@ -14,7 +14,7 @@ def key_int(part: int | str) -> int:
     across processes; e.g. a task name, as the evaluation sets have always been keyed).
 
     >>> key_int(7), key_int("distance")
-    (7, 846)
+    (7, 843)
     """
     if isinstance(part, str):
         return sum(map(ord, part))
@@ -28,7 +28,7 @@ def rng(*key: int | str) -> np.random.Generator:
 
     >>> int(rng(0, 3).integers(1000)) == int(np.random.default_rng(np.random.SeedSequence([0, 3])).integers(1000))
     True
-    >>> float(rng(0, 5, "distance").random()) == float(rng(0, 5, 846).random())
+    >>> float(rng(0, 5, "distance").random()) == float(rng(0, 5, 843).random())
     True
     """
     return np.random.default_rng(np.random.SeedSequence([key_int(part) for part in key]))
