@@ -64,7 +64,7 @@ def prefix_generate(predictor, image, camera, points, batch_size: int):
             points=points[start : start + batch_size],
             force_answer_prefix=True,
         )
-        values += predictor.generate(inputs).values
+        values += predictor.postprocess(predictor.generate(inputs)).values
     return values
 
 

@@ -32,6 +32,7 @@ from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng as _rng
 from depthlm_hf.geometry import CameraIntrinsics, centered_crop_window
 from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
+from depthlm_hf.tasks.text import get_task
 
 RowFormat = Literal["sft", "grpo"]
 CropPosition = Literal["center", "random"]
@@ -239,8 +240,8 @@ class TrainingView(_View):
         except InvalidRecordError as err:
             self.stats[err.reason] += 1
             return None
-        if task == "translation":
-            return self._translation_row(record, rng)
+        if get_task(task).num_images > 1:
+            return self._two_view_row(task, record, rng)
         intr = self._jittered(CameraIntrinsics.from_list(record["intrinsics"]), rng)
         window = self._window(intr, rng)
         candidates = self._fitting(record["pixel_coords"], intr, window)
@@ -297,8 +298,8 @@ class TrainingView(_View):
             "task": sample.task,
         }
 
-    def _translation_row(self, record: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
-        sample = build_sample("translation", record, rng)
+    def _two_view_row(self, task: str, record: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
+        sample = build_sample(task, record, rng)
         if sample is None:
             self.stats["no_second_view"] += 1
             return None
@@ -306,11 +307,11 @@ class TrainingView(_View):
         for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
             intr = CameraIntrinsics.from_list(record[intr_key])
             images.append(self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image)
-        row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages("translation")}
+        row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages(task)}
         if self.row_format == "sft":
-            row["completion"] = self.processor.completion_messages(sample.value, "translation")
+            row["completion"] = self.processor.completion_messages(sample.value, task)
         else:
-            row.update(depth=sample.value, task="translation")
+            row.update(depth=sample.value, task=task)
         return row
 
 

@@ -24,11 +24,13 @@ from transformers.feature_extraction_utils import BatchFeature
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.prompting.presets import PRESETS
 from depthlm_hf.prompting.queries import (
     Points,
     PreparedImage,
     QueryMapping,
     camera_list,
+    check_size,
     group_points,
     image_list,
     inside,
@@ -40,29 +42,6 @@ from depthlm_hf.tasks import text as answers
 
 Crop = tuple[int, int, int, int]
 """A crop window `(left, top, width, height)` [px] in the focal-unified image."""
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "unified_focal_length": 1000.0,
-        "focal_mode": "xy",
-        "marker": MarkerStyle().to_dict(),
-        "question_template": None,
-        "answer_template": None,
-        "system_prompt": None,
-    },
-    "official_pixtral": {
-        "base_processor_class": "PixtralProcessor",
-        "unified_focal_length": 750.0,
-        "focal_mode": "fx",
-        "marker": MarkerStyle().to_dict(),
-        "question_template": answers.OFFICIAL_QUESTION,
-        "answer_template": answers.OFFICIAL_ANSWER,
-        "system_prompt": None,
-    },
-}
-"""Named settings. "paper": the paper's inputs (f* = 1000 px, red arrow, its sentences). "official_pixtral": the
-official release's Pixtral-12B checkpoint (f* = 750 px scaled by fx only, its think/answer prompt and tags)."""
 
 
 class VisualPromptProcessor(ProcessorMixin):
@@ -258,7 +237,7 @@ class VisualPromptProcessor(ProcessorMixin):
         """
         image = load_image(image, self.max_image_pixels)
         camera = CameraIntrinsics.from_list(intrinsics)
-        _check_size(image, camera)
+        check_size(image, camera)
         return self.render(image, self.map_queries(camera, points, crop))
 
     # ------------------------------------------------------------------------------------------------- text
@@ -323,7 +302,7 @@ class VisualPromptProcessor(ProcessorMixin):
         for image, camera, pts in zip(image_items, cameras, points_per_image(points, len(image_items)), strict=True):
             groups = group_points(pts, points_per_query)
             image = load_image(image, self.max_image_pixels)
-            _check_size(image, CameraIntrinsics.from_list(camera))
+            check_size(image, CameraIntrinsics.from_list(camera))
             mapping = self.map_queries(camera, pts)
             unified = apply_transform(image, mapping.transform)
             style, start = self.marker_style, 0
@@ -331,19 +310,6 @@ class VisualPromptProcessor(ProcessorMixin):
                 queries.append([draw_markers(unified, mapping.points[start : start + len(group)], style)])
                 start += len(group)
         return queries
-
-    def batch_decode(self, *args, **kwargs) -> list[str]:
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs) -> str:
-        return self.tokenizer.decode(*args, **kwargs)
-
-
-def _check_size(image: Image.Image, camera: CameraIntrinsics) -> None:
-    if (image.width, image.height) != (camera.width, camera.height):
-        raise ValueError(
-            f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is {image.width}x{image.height}."
-        )
 
 
 class DepthLMProcessor(VisualPromptProcessor):
@@ -386,6 +352,43 @@ class DepthLMProcessor(VisualPromptProcessor):
     def parse_answer(self, text: object, task: str = "distance") -> float | None:
         """The number in `text` in the task's unit, or `None`; never raises."""
         return answers.parse_answer(text, task)
+
+    def post_process_depth(
+        self,
+        generated: Sequence[str] | Sequence[Sequence[int]] | Any,
+        points: Points | Sequence[Points],
+        task: str = "distance",
+    ) -> list[dict[str, Any]]:
+        """Generated answers -> one dict per image (cf. transformers' `post_process_depth_estimation`).
+
+        Args:
+            generated: per query, the generated text or token ids (without the prompt), in the order of the
+                call that built the queries: image order, then point order.
+            points: the `points` of that call: per image an (N, 2) [px] array (one image may take the bare array).
+            task: the queries' task.
+
+        Returns:
+            Per image `{"depth": (Q,) float array in the task's unit ([m] for distances), NaN where the text
+            holds no number; "values": the same as a list with `None`; "points": (N, 2) [px] input pixels}`,
+            Q = N / points per query.
+        """
+        if isinstance(generated, str):
+            raise TypeError("`generated` must hold one text or id sequence per query, got a single string.")
+        texts = [g if isinstance(g, str) else self.decode(g, skip_special_tokens=True) for g in generated]
+        per_image, per_query = points_per_image(points, None), answers.get_task(task).num_points
+        counts = [len(group_points(pts, per_query)) for pts in per_image]
+        if sum(counts) != len(texts):
+            raise ValueError(f"`generated` holds {len(texts)} answers but `points` ask {sum(counts)} queries.")
+        values = [self.parse_answer(text, task) for text in texts]
+        ends = np.cumsum([0, *counts])
+        return [
+            {
+                "depth": np.array([np.nan if v is None else v for v in values[a:b]], dtype=np.float64),
+                "values": values[a:b],
+                "points": pts,
+            }
+            for a, b, pts in zip(ends[:-1], ends[1:], per_image, strict=True)
+        ]
 
     def completion_messages(self, value: float, task: str = "distance") -> list[dict]:
         """The assistant turn answering `value`."""

@@ -115,8 +115,10 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def points_per_image(points: Any, num_images: int) -> list[np.ndarray]:
+def points_per_image(points: Any, num_images: int | None) -> list[np.ndarray]:
     """One float (N, 2) array [px] per image (see the module docstring for the accepted nesting).
+
+    `num_images=None` takes the number of images from the nesting instead of checking it.
 
     >>> [p.shape for p in points_per_image([[1, 2], [3, 4]], 1)], [p.shape for p in points_per_image(None, 2)]
     ([(2, 2)], [(0, 2), (0, 2)])
@@ -131,7 +133,7 @@ def points_per_image(points: Any, num_images: int) -> list[np.ndarray]:
         per_image = list(points)
     else:
         per_image = [points]  # one image's array (point_array checks its shape)
-    if len(per_image) != num_images:
+    if num_images is not None and len(per_image) != num_images:
         raise ValueError(
             f"`points` holds {len(per_image)} arrays for {num_images} images; pass one (N, 2) array per image."
         )
@@ -157,3 +159,11 @@ def inside(points: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
     ok = np.isfinite(points).all(axis=1)
     x, y = np.nan_to_num(points[:, 0], nan=-1), np.nan_to_num(points[:, 1], nan=-1)
     return ok & (x >= 0) & (x <= camera.width - 1) & (y >= 0) & (y <= camera.height - 1)
+
+
+def check_size(image: Image.Image, camera: CameraIntrinsics) -> None:
+    """Raise a `ValueError` naming `intrinsics` when `camera` describes another image size than `image`'s."""
+    if (image.width, image.height) != (camera.width, camera.height):
+        raise ValueError(
+            f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is {image.width}x{image.height}."
+        )
