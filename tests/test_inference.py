@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from depthlm_hf.inference.decoding import Generated
 from depthlm_hf.inference.predictor import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
 from depthlm_hf.testing import fit_answer_template, flat_image
 
@@ -248,3 +249,122 @@ def test_predict_resizes_each_image_once(tiny, monkeypatch):
     predictor = DepthLMPredictor(model, processor, batch_size=2, show_progress=False, fast_images=False)
     predictor.predict(Image.new("RGB", (112, 84)), [91.3, 95.7, 57.2, 40.1, 112, 84], [[50, 40], [60, 30], [70, 50]])
     assert len(resizes) == 1
+
+
+def test_generate_log_probs_equal_the_greedy_log_softmax(tiny):
+    """`compute_transition_scores` gives what the former recorder did: log_softmax(processed scores).max per step."""
+    from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
+
+    class Recorder(LogitsProcessor):  # the former `_SelectedLogProb`: last in the list, sees the processed scores
+        def __init__(self):
+            self.steps = []
+
+        def __call__(self, input_ids, scores):
+            self.steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values)
+            return scores
+
+    model, processor = tiny
+    predictor = DepthLMPredictor(model, processor, show_progress=False)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8))
+    inputs = processor(images=image, intrinsics=CAMERA, points=[[56, 42], [20, 20], [90, 60]], force_answer_prefix=True)
+    got = predictor.generate(inputs)
+    length = inputs["input_ids"].shape[1]
+    recorder = Recorder()
+    reference = model.generate(
+        **inputs,
+        do_sample=False,
+        max_new_tokens=predictor.max_new_tokens,
+        stopping_criteria=StoppingCriteriaList([NumberEndCriteria(predictor.classes, length)]),
+        logits_processor=LogitsProcessorList([recorder]),
+    )
+    assert got.tokens == reference[:, length:].tolist() and len(got.tokens[0]) == len(recorder.steps) > 0
+    np.testing.assert_allclose(np.array(got.logprobs), torch.stack(recorder.steps, 1).numpy(), rtol=0, atol=1e-5)
+
+
+def test_the_three_steps_compose_to_predict(trained):
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, batch_size=2, show_progress=False)
+    points = [[56, 42], [30, 30], [80, 50]]
+    queries = predictor.preprocess(flat_image(140), CAMERA, points)
+    assert len(queries) == 3 and queries.image_index().tolist() == [0, 0, 0]
+    assert queries.prompt.endswith(processor.forced_prefix()) and queries.points[0].dtype == np.int64
+    batches = list(predictor.model_inputs(queries))
+    assert [b["input_ids"].shape[0] for b in batches] == [2, 1]
+    generated = Generated([], [])
+    for inputs in batches:
+        generated.extend(predictor.generate(inputs))
+    stepwise = predictor.postprocess(generated)
+    direct = predictor.predict(flat_image(140), CAMERA, points)
+    assert stepwise.values == direct.values and stepwise.texts == direct.texts
+    np.testing.assert_allclose(stepwise.confidence, direct.confidence, rtol=1e-5)
+
+
+def test_predict_batch_equals_predict_per_image(trained):
+    model, processor = trained
+    predictor = DepthLMPredictor(model, processor, batch_size=3, show_progress=False)
+    cameras = [CAMERA, [91.3, 95.7, 57.2, 40.1, W, H]]
+    jobs = [(flat_image(40), cameras[0], [[56, 42]]), (flat_image(140), cameras[1], [[30, 30], [80, 50], [50, 60]])]
+    batched = predictor.predict_batch(jobs)
+    single = [predictor.predict(*job) for job in jobs]
+    assert batched.values == [v for s in single for v in s.values] and len(batched) == 4
+    assert batched.texts == [t for s in single for t in s.texts]
+    np.testing.assert_allclose(batched.confidence, np.concatenate([s.confidence for s in single]), rtol=1e-4)
+    assert len(predictor.predict_batch([])) == 0
+    with pytest.raises(TypeError, match="`queries`"):
+        predictor.predict_batch([(flat_image(40), CAMERA)])
+
+
+class _FakeVLLM:
+    """Stands in for the `vllm` module: `LLM.generate` runs the tiny transformers model greedily per request."""
+
+    class SamplingParams:
+        def __init__(self, temperature, max_tokens, logprobs):
+            assert temperature == 0.0 and logprobs == 0
+            self.max_tokens = max_tokens
+
+    class LLM:
+        def __init__(self, model, processor):
+            self.model, self.processor, self.requests = model, processor, []
+
+        def generate(self, requests, params, use_tqdm=True):
+            from types import SimpleNamespace as NS
+
+            self.requests += requests
+            outputs = []
+            for request in requests:
+                base = self.processor.base_processor
+                inputs = base(
+                    images=[[request["multi_modal_data"]["image"]]], text=[request["prompt"]], return_tensors="pt"
+                )
+                out = self.model.generate(
+                    **inputs,
+                    do_sample=False,
+                    max_new_tokens=params.max_tokens,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                )
+                tokens = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+                steps = torch.stack(out.scores, 1)[0].log_softmax(-1)
+                logprobs = [{t: NS(logprob=float(steps[i, t]))} for i, t in enumerate(tokens)]
+                outputs.append(NS(outputs=[NS(token_ids=tokens, logprobs=logprobs)]))
+            return outputs
+
+
+def test_vllm_backend_reuses_preprocess_and_postprocess(trained, monkeypatch):
+    import sys
+
+    from depthlm_hf.inference.vllm import VLLMPredictor
+
+    model, processor = trained
+    monkeypatch.setitem(sys.modules, "vllm", _FakeVLLM)
+    llm = _FakeVLLM.LLM(model, processor)
+    backend = VLLMPredictor(llm, processor, batch_size=2)
+    reference = DepthLMPredictor(model, processor, show_progress=False)
+    points = [[56, 42], [30, 30], [80, 50]]
+    got, want = backend.predict(flat_image(90), CAMERA, points), reference.predict(flat_image(90), CAMERA, points)
+    assert got.values == want.values and got.texts == want.texts and None not in got.values
+    np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-4)
+    queries = reference.preprocess(flat_image(90), CAMERA, points)
+    assert [r["prompt"] for r in llm.requests] == [queries.prompt] * 3
+    for request, image in zip(llm.requests, queries.marked_images(), strict=True):
+        assert np.array_equal(np.asarray(request["multi_modal_data"]["image"]), np.asarray(image))

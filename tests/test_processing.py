@@ -305,3 +305,22 @@ def test_a_visual_prompt_subclass_works_on_its_own(tiny):
     reference = processor(images=_image(), intrinsics=SMALL, points=[[80, 60]])
     assert torch.equal(inputs["pixel_values"], reference["pixel_values"])
     assert "What is here?" in processor.tokenizer.decode(inputs["input_ids"][0])
+
+
+def test_post_process_depth_gives_one_dict_per_image(tiny):
+    _, processor = tiny
+    texts = ["2.35 meters away", "no idea", "The point is around 120 cm away from the camera."]
+    ids = processor.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    points = [np.array([[10, 20]]), np.array([[30, 40], [50, 60]])]
+    for generated in (texts, ids):
+        first, second = processor.post_process_depth(generated, points)
+        assert first["values"] == [2.35] and first["points"].tolist() == [[10.0, 20.0]]
+        np.testing.assert_array_equal(first["depth"], [2.35])
+        assert second["values"] == [None, 1.2] and second["depth"].shape == (2,)
+        assert np.isnan(second["depth"][0]) and second["depth"][1] == pytest.approx(1.2)
+    (pair,) = processor.post_process_depth(["3.5 meters"], [[1, 2], [3, 4]], task="two_point_distance")
+    assert pair["values"] == [3.5] and pair["points"].shape == (2, 2)
+    with pytest.raises(ValueError, match="`generated` holds 2 answers"):
+        processor.post_process_depth(texts[:2], points)
+    with pytest.raises(TypeError, match="`generated`"):
+        processor.post_process_depth("2.35", [[1, 2]])
