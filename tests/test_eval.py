@@ -149,12 +149,19 @@ def test_model_run_on_all_tasks_and_interrupted_resume(dataset, tiny_dir, tmp_pa
         rows = [json.loads(x) for x in (tmp_path / "toy" / task / "predictions.jsonl").read_text().splitlines()]
         assert all(r["prediction"] is None or isinstance(r["prediction"], float) for r in rows)
         assert all(isinstance(r["text"], str) for r in rows)
-    # Interrupt: keep 2 of 6 saved answers; the rerun predicts only the other 4 and gives the same metrics.
+    # Interrupt: keep 2 of 6 saved answers and half of a third (a kill during a write). The rerun redoes the
+    # cut line and every record (work unit) that is not complete, and gives the same rows and metrics.
     path = tmp_path / "toy" / "distance" / "predictions.jsonl"
-    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")
+    full = path.read_text()
+    lines = full.splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
+    kept = [json.loads(line)["record_index"] for line in lines[:2]]
+    records = [json.loads(line)["record_index"] for line in lines]
+    complete = sum(records.count(r) for r in set(kept) if kept.count(r) == records.count(r))
     again = main(args[: -len(tasks)] + ["distance"])["distance"]["toy"]
-    assert again["resumed_samples"] == 2 and len(path.read_text().splitlines()) == 6
-    assert again["delta1"] == results["distance"]["toy"]["delta1"]
+    assert again["resumed_samples"] == complete < 6
+    assert path.read_text() == full and again["delta1"] == results["distance"]["toy"]["delta1"]
+    assert sorted(p.name for p in path.parent.glob("predictions*")) == ["predictions.jsonl"]
 
 
 def test_ibims1_constant_two_metres_gives_0_2819(ibims1_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The runner of `depthlm eval`: a model (or a constant baseline) answers the fixed evaluation set of every
 dataset and task; predictions are appended as they come (an interrupted run resumes), then metrics, tables
-and plots are written.
+and plots are written. Launched on several ranks (`accelerate launch`, `torchrun`), the ranks share the work
+units of each evaluation set and rank 0 merges the answers and writes everything once.
 
 It lives with the metrics because its product is the metric tables and plots of `depthlm_hf.metrics.report`,
 and because the metrics room comes last in the method (prompting, data, training, inference, metrics): it
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,16 @@ from depthlm_hf.data import InvalidRecordError
 from depthlm_hf.data.evaluation import build_samples
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
+from depthlm_hf.inference.ranks import Ranks, launched_ranks
+from depthlm_hf.inference.runstate import check_run_info, json_digest, model_fingerprint, write_atomic
 from depthlm_hf.metrics.functional import depth_metrics
+from depthlm_hf.metrics.predictions import (
+    append_rows,
+    merge_predictions,
+    read_predictions,
+    remove_predictions,
+    write_rows,
+)
 from depthlm_hf.metrics.report import (
     csv_rows,
     headline_table,
@@ -102,8 +111,11 @@ class _Geometry:
         return unify_focal_length(CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode)
 
 
-def load_model(args: EvalArguments):
-    """A `ConstantModel` for `constant:VALUE`, else a `DepthLMPredictor` from the checkpoint folder."""
+def load_model(args: EvalArguments, device: str | None = None):
+    """A `ConstantModel` for `constant:VALUE`, else a `DepthLMPredictor` from the checkpoint folder.
+
+    `device` (e.g. this rank's GPU) overrides `args.device`.
+    """
     if args.model.startswith("constant:"):
         try:
             value = float(args.model.split(":", 1)[1])
@@ -113,21 +125,30 @@ def load_model(args: EvalArguments):
     from depthlm_hf.inference.predictor import DepthLMPredictor
 
     return DepthLMPredictor.from_pretrained(
-        args.model, device=args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+        args.model, device=device or args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
     )
 
 
-def _chunks(samples: list[dict[str, Any]], task: str, size: int) -> Iterator[list[dict[str, Any]]]:
-    """Per record for the one-image point tasks (one resize shared by its queries), else by `size`."""
+def work_units(samples: list[dict[str, Any]], task: str, size: int) -> list[list[dict[str, Any]]]:
+    """The evaluation set cut into the units that ranks share and resume: fixed by the set, not by the run.
+
+    One unit per record for the one-image point tasks (one resize shared by its queries), else slices of
+    `size`. Every run, whatever its number of ranks or what it resumes, asks the model the same batches, so
+    the answers are the same as in one uninterrupted process.
+
+    >>> rows = [{"record_index": r} for r in (0, 0, 1, 2, 2)]
+    >>> [len(unit) for unit in work_units(rows, "distance", 4)], [len(u) for u in work_units(rows, "speed", 2)]
+    ([2, 1, 2], [2, 2, 1])
+    """
     if task in ("distance", "z_distance"):
-        start = 0
-        for end in range(1, len(samples) + 1):
-            if end == len(samples) or samples[end]["record_index"] != samples[start]["record_index"]:
-                yield samples[start:end]
-                start = end
-    else:
-        for start in range(0, len(samples), size):
-            yield samples[start : start + size]
+        units: list[list[dict[str, Any]]] = []
+        for sample in samples:
+            if units and units[-1][0]["record_index"] == sample["record_index"]:
+                units[-1].append(sample)
+            else:
+                units.append([sample])
+        return units
+    return [samples[start : start + size] for start in range(0, len(samples), size)]
 
 
 def predict_chunk(model, source, chunk: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
@@ -172,51 +193,74 @@ def _model_answers(model, source, chunk: list[dict[str, Any]], task: str) -> lis
     ]
 
 
-def run_dataset_task(model, args: EvalArguments, name: str, source, task: str, folder: Path) -> dict[str, Any]:
-    """Evaluate one dataset on one task, resuming from `folder/predictions.jsonl`; returns its metrics."""
-    folder.mkdir(parents=True, exist_ok=True)
-    run_info = {
+def run_info(
+    args: EvalArguments, fingerprint: dict[str, Any], name: str, source, task: str, samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What a resumed run must share with the saved one: model identity, settings and the evaluation set."""
+    return {
         "model": args.model,
+        "fingerprint": fingerprint,
+        "max_new_tokens": args.max_new_tokens,
         "dataset": name,
         "jsonl": str(source.jsonl_path),
         "task": task,
         "num_samples": args.num_samples,
         "seed": args.seed,
+        "evaluation_set": {"samples": len(samples), "sha256": json_digest(samples)},
     }
-    info_path, pred_path = folder / "run.json", folder / "predictions.jsonl"
-    if args.overwrite:
-        pred_path.unlink(missing_ok=True)
-    if pred_path.exists() and info_path.exists() and json.loads(info_path.read_text()) != run_info:
-        raise ValueError(
-            f"{pred_path} holds predictions of another run ({info_path.read_text().strip()}); "
-            f"pass `--overwrite` or another `--output_dir`."
-        )
-    info_path.write_text(json.dumps(run_info))
+
+
+def run_dataset_task(
+    model,
+    args: EvalArguments,
+    name: str,
+    source,
+    task: str,
+    folder: Path,
+    ranks: Ranks | None = None,
+    fingerprint: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Evaluate one dataset on one task with this rank's share of the work; rank 0 returns the metrics.
+
+    Saved predictions in `folder` (`depthlm_hf.metrics.predictions`) are reused when `run.json` matches this
+    run (model fingerprint, settings, evaluation set); a mismatch raises unless `args.overwrite`.
+    """
+    ranks = ranks or Ranks()
     samples = build_samples(source, model.processor, task, args.sample_count, args.seed)
-    done = {}
-    if pred_path.exists():
-        for line in pred_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["id"]] = row
-    todo = [s for s in samples if s["id"] not in done]
+    info = run_info(args, fingerprint or model_fingerprint(args.model), name, source, task, samples)
+    info_path = folder / "run.json"
+    check_run_info(info_path, info, args.overwrite)  # on every rank, so that all raise together
+    if ranks.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        if args.overwrite:
+            remove_predictions(folder)
+        write_atomic(info_path, json.dumps(info, indent=1))
+    ranks.barrier()
+    done, ignored = read_predictions(folder)
+    ranks.barrier()  # every rank has read the saved rows before any rank appends
+    if ignored and ranks.is_main:
+        print(f"{name}/{task}: ignored {ignored} incomplete or unreadable prediction line(s); asking again.")
+    todo = [u for u in work_units(samples, task, max(args.batch_size * 4, 1)) if any(s["id"] not in done for s in u)]
+    mine = ranks.shard(todo)
     start = time.perf_counter()
+    desc = f"{name}/{task}" + (f" ({ranks.name()})" if ranks.distributed else "")
     with (
-        open(pred_path, "a") as f,
-        tqdm(total=len(samples), initial=len(samples) - len(todo), desc=f"{name}/{task}", unit="q") as bar,
+        append_rows(folder, ranks) as f,
+        tqdm(total=sum(map(len, mine)), desc=desc, unit="q", disable=not ranks.is_main) as bar,
     ):
-        for chunk in _chunks(todo, task, max(args.batch_size * 4, 1)):
-            for sample, answer in zip(chunk, predict_chunk(model, source, chunk, task), strict=True):
-                row = {**sample, **answer}
-                done[row["id"]] = row
-                f.write(json.dumps(row) + "\n")
-            f.flush()
-            bar.update(len(chunk))
-    rows = [done[s["id"]] for s in samples if "skipped" not in done[s["id"]]]
+        for unit in mine:
+            answers_ = predict_chunk(model, source, unit, task)
+            write_rows(f, [{**sample, **answer} for sample, answer in zip(unit, answers_, strict=True)])
+            bar.update(len(unit))
+    ranks.barrier()
+    if not ranks.is_main:
+        return None
+    merged = merge_predictions(folder, [s["id"] for s in samples])
+    rows = [r for r in merged if "skipped" not in r]
     metrics = depth_metrics([r["prediction"] for r in rows], [r["label"] for r in rows], task=task)
     metrics["skipped_samples"] = len(samples) - len(rows)
     metrics["seconds"] = time.perf_counter() - start
-    metrics["resumed_samples"] = len(samples) - len(todo)
+    metrics["resumed_samples"] = len(samples) - sum(map(len, todo))
     if args.plots and rows:
         unit = answers.get_task(task).unit
         plot_predicted_vs_true(
@@ -230,24 +274,43 @@ def run_dataset_task(model, args: EvalArguments, name: str, source, task: str, f
 
 
 def evaluate(args: EvalArguments) -> dict[str, Any]:
-    """Run every dataset and task; write results.{json,csv,md} and plots; return the results."""
-    model = load_model(args)
+    """Run every dataset and task; write results.{json,csv,md} and plots; return the results.
+
+    Under `accelerate launch` or `torchrun` every rank answers its share (`depthlm_hf.inference.ranks`) and
+    rank 0 merges, writes and returns the results; the other ranks return `{}`.
+    """
+    with launched_ranks() as ranks:
+        return _evaluate(args, ranks)
+
+
+def _evaluate(args: EvalArguments, ranks: Ranks) -> dict[str, Any]:
+    model = load_model(args, None if args.device or not ranks.distributed else ranks.device())
+    fingerprint = model_fingerprint(args.model)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     csv_all, tables = [], []
     for task in args.tasks:
         per_dataset = {}
         for spec in args.data_specs():
-            per_dataset[spec.name] = run_dataset_task(model, args, spec.name, spec.load(), task, out / spec.name / task)
+            folder = out / spec.name / task
+            per_dataset[spec.name] = run_dataset_task(
+                model, args, spec.name, spec.load(), task, folder, ranks, fingerprint
+            )
+        if not ranks.is_main:
+            continue
         results[task] = per_dataset
         csv_all += csv_rows(args.model, task, per_dataset)
         tables.append(f"### {task}\n\n{headline_table(per_dataset, args.model)}\n\n{metrics_table(per_dataset)}")
         if args.plots:
             plot_metric_bars(out / f"delta1_{task}.png", per_dataset, f"{args.model}: delta1 ({task})")
-    (out / "results.json").write_text(json.dumps({"arguments": asdict(args), "results": results}, indent=2))
+    if not ranks.is_main:
+        return {}
+    arguments = {**asdict(args), "world_size": ranks.world_size}
+    write_atomic(out / "results.json", json.dumps({"arguments": arguments, "results": results}, indent=2))
     write_csv(out / "results.csv", csv_all)
     report = "\n\n".join(tables)
-    (out / "results.md").write_text(report + "\n")
+    write_atomic(out / "results.md", report + "\n")
     print(report)
     return results
