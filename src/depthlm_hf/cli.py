@@ -11,12 +11,13 @@ COMMANDS: dict[str, str] = {
     "sft": "supervised fine-tuning with TRL's SFTTrainer",
     "grpo": "reinforcement fine-tuning with TRL's GRPOTrainer",
     "eval": "evaluate a model (or a constant baseline) on DepthLM benchmarks",
+    "predict_dataset": "point clouds and depth maps for every image of a jsonl file (shards across ranks)",
 }
 
 
 def _usage() -> str:
     lines = ["usage: depthlm <command> [options]", "", "commands:"]
-    lines += [f"  {name:<9} {help_}" for name, help_ in COMMANDS.items()]
+    lines += [f"  {name:<16} {help_}" for name, help_ in COMMANDS.items()]
     lines += ["", "`depthlm <command> --help` shows the options of a command."]
     return "\n".join(lines)
 
