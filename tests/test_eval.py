@@ -212,3 +212,29 @@ def test_official_pixtral_format_through_the_runner(dataset, tmp_path):
          "--plots", "false", "--tasks", "distance", "speed", "--output_dir", str(tmp_path / "out")]
     )  # fmt: skip
     assert results["distance"]["toy"]["num_samples"] == 4 and results["speed"]["toy"]["num_samples"] == 4
+
+
+def test_resume_refuses_replaced_weights_or_changed_evaluation_set(dataset, tiny_dir, tmp_path):
+    import os
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model)
+    args = ["--model", str(model), "--data", spec(dataset), "--num_samples", "3", "--plots", "false",
+            "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    main(args)
+    weights = model / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # new weights, same path
+    with pytest.raises(ValueError, match=r"another run \(fingerprint: saved"):
+        main(args)
+    assert main([*args, "--overwrite", "true"])["distance"]["toy"]["resumed_samples"] == 0
+    # The same jsonl path with other labels: another evaluation set, refused rather than silently mixed.
+    changed = tmp_path / "changed"
+    shutil.copytree(dataset, changed)
+    text = (changed / "val.jsonl").read_text().replace('"depth": [1.0,', '"depth": [1.5,')
+    (changed / "val.jsonl").write_text(text)
+    constant = ["--model", "constant:2.0", "--num_samples", "all", "--output_dir", str(tmp_path / "c")]
+    main([*constant, "--data", f"toy={changed / 'val.jsonl'}:{changed}"])
+    (changed / "val.jsonl").write_text((dataset / "val.jsonl").read_text())
+    with pytest.raises(ValueError, match=r"evaluation_set: saved"):
+        main([*constant, "--data", f"toy={changed / 'val.jsonl'}:{changed}"])

@@ -119,6 +119,10 @@ def test_accelerate_configs_load(name):
     from accelerate.commands.config.config_args import load_config_from_file
 
     config = load_config_from_file(str(ACCELERATE / name))
-    assert config.distributed_type == "DEEPSPEED" and config.num_processes == GPUS * config.num_machines
+    assert config.num_processes == GPUS * config.num_machines
+    if name.startswith("eval_"):  # inference: one plain process per GPU, no DeepSpeed
+        assert config.distributed_type == "MULTI_GPU" and not config.deepspeed_config
+        return
+    assert config.distributed_type == "DEEPSPEED"
     ds_file = Path(config.deepspeed_config["deepspeed_config_file"])
     assert ds_file.parts[0] == "recipes" and (RECIPES.parent / ds_file).is_file()
