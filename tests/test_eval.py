@@ -238,3 +238,52 @@ def test_resume_refuses_replaced_weights_or_changed_evaluation_set(dataset, tiny
     (changed / "val.jsonl").write_text((dataset / "val.jsonl").read_text())
     with pytest.raises(ValueError, match=r"evaluation_set: saved"):
         main([*constant, "--data", f"toy={changed / 'val.jsonl'}:{changed}"])
+
+
+def test_ibims1_official_protocol_constant_two_metres_gives_0_2891(ibims1_dir, tmp_path):
+    """The release's own sampling (128 samples, image k mod N, pixels from random.seed(42)): 37 of 128 hit."""
+    results = main(
+        [
+            "--model",
+            "constant:2.0",
+            "--data",
+            f"ibims1={ibims1_dir / 'ibims1_val.jsonl'}:{ibims1_dir}",
+            "--protocol",
+            "official",
+            "--preset",
+            "official_pixtral",
+            "--output_dir",
+            str(tmp_path),
+            "--plots",
+            "false",
+        ]
+    )
+    assert results["distance"]["ibims1"]["num_samples"] == 128
+    assert results["distance"]["ibims1"]["delta1"] == pytest.approx(37 / 128, abs=1e-12)
+    assert round(results["distance"]["ibims1"]["delta1"], 4) == 0.2891
+
+
+def test_official_protocol_walks_to_the_next_slot_past_unmarkable_pixels(dataset):
+    """Slot k: record k mod N, pixel drawn by random.seed(42); an unmarkable pixel takes slot k + 1's sample."""
+    import random
+
+    from depthlm_hf.data.curated import CuratedDataset
+    from depthlm_hf.data.evaluation import official_pairs
+
+    source = CuratedDataset(dataset / "val.jsonl", dataset)
+    processor = tiny_processor()
+    pairs = official_pairs(source, processor).tolist()
+    draw = random.Random(42)
+    slots = [draw.sample(range(6), 1)[0] for _ in range(18)]
+    expected = []
+    for k in range(18):
+        slot = k
+        while slots[slot] == 5:  # pixel 5 is [0, 0]: no marker fits there
+            slot = (slot + 1) % 18
+        expected.append([slot % 3, slots[slot]])
+    assert pairs == expected and len(pairs) == 18  # min(128, N * P)
+    assert any(slot == 5 for slot in slots)  # the walk is exercised
+    with pytest.raises(ValueError, match="`protocol` 'official' evaluates the distance task only"):
+        build_samples(source, processor, "time", None, 0, "official")
+    with pytest.raises(ValueError, match="`protocol` must be one of fixed, official, got 'paper'"):
+        main(["--model", "constant:2.0", "--data", spec(dataset), "--protocol", "paper"])

@@ -169,7 +169,7 @@ def test_official_preset_text_and_parser(tmp_path):
 
     _, processor = tiny_llava_pixtral()
     assert processor.format_answer(2.5) == (
-        "<think> The point is around 2.50 meters away from the camera. </think><answer> 2.50 </answer>"
+        "<think> The point is around 2.50 meters away from the camera. </think>\n\n<answer> 2.50 </answer>"
     )
     assert processor.answer_prefix() == "<think> The point is around "
     assert processor.parse_answer(processor.format_answer(2.5)) == 2.5
@@ -215,7 +215,7 @@ def test_bad_images_and_settings(tiny):
         assert prepared.image.mode == "RGB"
     with pytest.raises(ValueError, match="more than `max_pixels`"):
         tiny_processor(max_image_pixels=1000).prepare(_image(), SMALL, [[80, 60]])
-    with pytest.raises(ValueError, match="`focal_mode` must be 'xy' or 'fx'"):
+    with pytest.raises(ValueError, match="`focal_mode` must be one of xy, fx, got 'yy'"):
         tiny_processor(focal_mode="yy")
     with pytest.raises(ValueError, match="`focal_length` must be finite and > 0"):
         tiny_processor(unified_focal_length=-5)
@@ -300,7 +300,9 @@ def test_a_visual_prompt_subclass_works_on_its_own(tiny):
     class PointingProcessor(VisualPromptProcessor):
         pass
 
-    pointing = PointingProcessor(processor.image_processor, processor.tokenizer, chat_template=processor.chat_template)
+    pointing = PointingProcessor(
+        processor.image_processor, processor.tokenizer, chat_template=processor.chat_template, image_scale="processor"
+    )
     inputs = pointing(images=_image(), intrinsics=SMALL, points=[[80, 60]], question="What is here?")
     reference = processor(images=_image(), intrinsics=SMALL, points=[[80, 60]])
     assert torch.equal(inputs["pixel_values"], reference["pixel_values"])

@@ -206,6 +206,42 @@ def unify_focal_length(
     raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
 
 
+def release_focal_resize(intrinsics: CameraIntrinsics, focal_length: float) -> PixelTransform:
+    """The official release's focal unification: both axes by s = f*/fx, the size truncated, the whole image resampled.
+
+    The release resizes the whole image to `(int(W * s), int(H * s))`, so the pixels are resampled by
+    `int(W * s) / W` and `int(H * s) / H` (slightly less than `s`); this transform describes that resampling.
+
+    >>> t = release_focal_resize(CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480), 750.0)
+    >>> (t.out_width, t.out_height), t.scale_x == 857 / 640
+    ((857, 643), True)
+    """
+    scale = _check_finite_positive("focal_length", focal_length) / intrinsics.fx
+    out_w, out_h = max(1, int(intrinsics.width * scale)), max(1, int(intrinsics.height * scale))
+    sx, sy = out_w / intrinsics.width, out_h / intrinsics.height
+    return PixelTransform(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5, out_w, out_h)
+
+
+def release_map_points(
+    points: np.ndarray | Sequence[Sequence[float]], intrinsics: CameraIntrinsics, focal_length: float
+) -> np.ndarray:
+    """Query pixels mapped as the official release maps them: (N, 2) int [px] in the unified image.
+
+    With s = f*/fx the release computes `int((u - cx) * (fx * s / fx) + cx * s)` (and the same for v with
+    fy), i.e. a corner-convention scale by s truncated toward zero, in this exact float order.
+
+    >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
+    >>> release_map_points([[519, 129], [45, 56]], cam, 750.0).tolist()
+    [[695, 172], [60, 75]]
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    scale = _check_finite_positive("focal_length", focal_length) / intrinsics.fx
+    kx, ky = intrinsics.fx * scale / intrinsics.fx, intrinsics.fy * scale / intrinsics.fy
+    x = (pts[:, 0] - intrinsics.cx) * kx + intrinsics.cx * scale
+    y = (pts[:, 1] - intrinsics.cy) * ky + intrinsics.cy * scale
+    return np.trunc(np.stack([x, y], axis=-1)).astype(np.int64)
+
+
 def crop_transform(width: int, height: int, left: int, top: int, crop_width: int, crop_height: int) -> PixelTransform:
     """Crop a `width` x `height` image to the window at (`left`, `top`) of size `crop_width` x `crop_height` [px].
 

@@ -6,17 +6,25 @@ every task that `depthlm eval` (`depthlm_hf.metrics.evaluation`) asks a model ab
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng
 from depthlm_hf.data.views import _View
-from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.tasks.samples import build_sample, check_task
+
+Protocol = Literal["fixed", "official"]
+PROTOCOLS: tuple[str, ...] = ("fixed", "official")
+"""How evaluation samples are drawn: "fixed": `num_samples` eligible (record, pixel) pairs drawn with `seed`
+(or all of them); "official": the official release's 128 samples (`official_pairs`)."""
+
+OFFICIAL_SAMPLES = 128
+"""Samples of the official release's evaluation (its `eval.sh`: `--samples_to_eval 128`)."""
 
 
 class EvaluationView(_View):
@@ -37,13 +45,16 @@ class EvaluationView(_View):
         num_samples: int | None = 8192,
         seed: int = 0,
         task: str = "distance",
+        protocol: Protocol = "fixed",
     ) -> None:
         if check_task(task) not in ("distance", "z_distance"):
             raise ValueError(f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}.")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {protocol!r}.")
         self.source, self.processor, self.seed, self.task = source, processor, int(seed), task
         self.stats: Counter[str] = Counter()
-        pairs = self._eligible()
-        if num_samples is not None and num_samples < len(pairs):
+        pairs = official_pairs(source, processor) if protocol == "official" else self._eligible()
+        if protocol == "fixed" and num_samples is not None and num_samples < len(pairs):
             chosen = np.sort(rng(self.seed).choice(len(pairs), size=num_samples, replace=False))
             pairs = pairs[chosen]
         self.pairs = pairs  # (M, 2) int: record index, pixel index
@@ -53,7 +64,6 @@ class EvaluationView(_View):
     def _eligible(self) -> np.ndarray:
         # Scan without decoding images when the source can (a CuratedDataset's `with_paths()`).
         scan = self.source.with_paths() if hasattr(self.source, "with_paths") else self.source
-        style = self.processor.marker_style
         pairs = []
         for record_index in range(len(scan)):
             try:
@@ -61,9 +71,7 @@ class EvaluationView(_View):
             except InvalidRecordError as err:
                 self.stats[err.reason] += 1
                 continue
-            transform = self.processor.focal_transform(record["intrinsics"])
-            mapped = np.rint(transform.map_points(record["pixel_coords"]))
-            fits = np.flatnonzero(marker_fits(mapped, transform.out_width, transform.out_height, style))
+            fits = np.flatnonzero(self.processor.markable(record["intrinsics"], record["pixel_coords"]))
             if len(fits) < len(record["depth"]):
                 self.stats["marker_does_not_fit"] += len(record["depth"]) - len(fits)
             pairs.append(np.stack([np.full(len(fits), record_index), fits], axis=1))
@@ -93,18 +101,23 @@ class EvaluationView(_View):
         }
 
 
-def build_samples(source, processor, task: str, num_samples: int | None, seed: int) -> list[dict[str, Any]]:
+def build_samples(
+    source, processor, task: str, num_samples: int | None, seed: int, protocol: Protocol = "fixed"
+) -> list[dict[str, Any]]:
     """The fixed evaluation samples of `task`: `{"id", "record_index", "point_indices", "label", "fields"}`.
 
     Single-point tasks use the (record, pixel) pairs of `EvaluationView`; "two_point_distance" pairs each
     of them with another eligible pixel of the same record; "translation" takes records with a second
-    view. Question fields (speed, time) come from a generator seeded by `(seed, id, task)`.
+    view. Question fields (speed, time) come from a generator seeded by `(seed, id, task)`. With `protocol`
+    "official" the distance task gets the release's 128 samples (`official_pairs`).
     """
+    if protocol == "official" and task != "distance":
+        raise ValueError(f"`protocol` 'official' evaluates the distance task only (as the release), not {task!r}.")
     paths = source.with_paths()
     if task == "translation":
         return _translation_samples(paths, num_samples, seed)
     view_task = task if task in ("distance", "z_distance") else "distance"
-    view = EvaluationView(paths, processor, num_samples=num_samples, seed=seed, task=view_task)
+    view = EvaluationView(paths, processor, num_samples=num_samples, seed=seed, task=view_task, protocol=protocol)
     samples, record = [], None
     for k, (record_index, point_index) in enumerate(view.pairs.tolist()):
         if record is None or record["index"] != record_index:
@@ -148,7 +161,31 @@ def _translation_samples(paths, num_samples: int | None, seed: int) -> list[dict
 
 def _markable(processor, record) -> list[int]:
     """Indices of the record's pixels whose marker fits in the focal-unified image."""
-    transform = processor.focal_transform(record["intrinsics"])
-    mapped = np.rint(transform.map_points(record["pixel_coords"]))
-    fits = marker_fits(mapped, transform.out_width, transform.out_height, processor.marker_style)
-    return np.flatnonzero(fits).tolist()
+    return np.flatnonzero(processor.markable(record["intrinsics"], record["pixel_coords"])).tolist()
+
+
+def official_pairs(source: Sequence[Mapping[str, Any]], processor: Any, count: int = OFFICIAL_SAMPLES) -> np.ndarray:
+    """The official release's evaluation samples: (count, 2) int (record index, pixel index), in sample order.
+
+    As the release's `dataset_eval`: with N records of P pixels each, `random.seed(42)` draws one pixel
+    index `random.sample(range(P), 1)` for each of the N * P sample slots; sample k asks about record
+    k mod N at the pixel of slot k; when that pixel's marker does not fit (`processor.markable`), it takes
+    the record and pixel of slot k + 1 instead (and so on). Samples may repeat. Every record must have P pixels.
+    """
+    scan = source.with_paths() if hasattr(source, "with_paths") else source
+    records = [scan[i] for i in range(len(scan))]
+    sizes = {len(record["pixel_coords"]) for record in records}
+    if len(sizes) != 1:
+        raise ValueError(f"the official protocol needs the same number of pixels in every record, got {sorted(sizes)}.")
+    pixels = sizes.pop()
+    slots = len(records) * pixels
+    draw = random.Random(42)
+    slot_pixel = [draw.sample(range(pixels), 1)[0] for _ in range(slots)]
+    markable = [processor.markable(record["intrinsics"], record["pixel_coords"]) for record in records]
+    pairs = []
+    for k in range(min(count, slots)):
+        slot = k
+        while not markable[slot % len(records)][slot_pixel[slot]]:
+            slot = (slot + 1) % slots
+        pairs.append((slot % len(records), slot_pixel[slot]))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)

@@ -36,7 +36,7 @@ from transformers import BatchFeature, StoppingCriteriaList
 
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria, TokenClasses, decode_numbers
-from depthlm_hf.prompting import marker_patches
+from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
@@ -305,25 +305,28 @@ class DepthLMPredictor(QueryPredictor):
         dtype: torch.dtype | str | None = None,
         attn_implementation: str | None = None,
         image_backend: str | None = "pil",
+        preset: str | None = None,
+        revision: str | None = None,
         **kwargs: Any,
     ) -> DepthLMPredictor:
-        """Load a checkpoint folder saved with `model.save_pretrained` and `processor.save_pretrained`.
+        """Load a checkpoint: a hub id (the released "facebook/DepthLM") or a folder; nothing is written there.
 
-        Defaults: the first GPU when there is one, with bf16 weights and SDPA attention; float32 on CPU.
-        `image_backend` picks the image processor's backend ("pil", "torchvision", or None for
-        transformers' choice); with "pil" the marker-patch fast path applies (see `fast_images`).
-        `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`, `fast_images`).
-        """
+        The processor has the DepthLM settings saved with it, else those of `presets.checkpoint_preset`
+        ("official_pixtral" for facebook/DepthLM, else "paper", logged); an explicit `preset` wins. Defaults:
+        the first GPU if any, bf16 weights and SDPA attention; float32 on CPU. `image_backend`: the image
+        processor's backend ("pil", "torchvision", None: transformers' choice); "pil" allows the fast path.
+        `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`, `fast_images`)."""
         from transformers import AutoModelForImageTextToText
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
+            path, dtype=dtype, attn_implementation=attn_implementation or "sdpa", revision=revision
         ).to(device)
         backend = {} if image_backend is None else {"backend": image_backend}
-        processor = DepthLMProcessor.from_pretrained(path, **backend)
+        settings = presets.checkpoint_settings(path, preset, revision)
+        processor = DepthLMProcessor.from_pretrained(path, revision=revision, **backend, **settings)
         return cls(model, processor, **kwargs)
 
     @property

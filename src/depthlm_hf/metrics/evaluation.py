@@ -22,9 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from depthlm_hf.data import InvalidRecordError
-from depthlm_hf.data.evaluation import build_samples
+from depthlm_hf.data.evaluation import PROTOCOLS, build_samples
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
-from depthlm_hf.geometry import CameraIntrinsics, unify_focal_length
+from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.inference.ranks import Ranks, launched_ranks
 from depthlm_hf.inference.runstate import check_run_info, json_digest, model_fingerprint, write_atomic
 from depthlm_hf.metrics.functional import depth_metrics
@@ -44,7 +44,8 @@ from depthlm_hf.metrics.report import (
     write_csv,
 )
 from depthlm_hf.prompting.markers import MarkerStyle
-from depthlm_hf.prompting.processing import PRESETS
+from depthlm_hf.prompting.presets import PRESETS
+from depthlm_hf.prompting.queries import focal_transform, markable_points, point_array
 from depthlm_hf.tasks import text as answers
 
 
@@ -61,6 +62,13 @@ class EvalArguments:
         },
     )
     num_samples: str = field(default="8192", metadata={"help": "Samples per dataset and task, or 'all'."})
+    protocol: str = field(
+        default="fixed",
+        metadata={
+            "help": "'fixed': `num_samples` pairs drawn with `seed` (or 'all'); 'official': the official release's "
+            "128 distance samples (image k mod N, one pixel per slot from random.seed(42)); see docs/official.md."
+        },
+    )
     tasks: list[str] = field(default_factory=lambda: ["distance"], metadata={"help": "Tasks to evaluate."})
     output_dir: str = field(default="eval_results", metadata={"help": "Folder for predictions, results, plots."})
     seed: int = field(default=0, metadata={"help": "Seed of the evaluation set (fixed across runs)."})
@@ -79,6 +87,8 @@ class EvalArguments:
             raise ValueError(f"`num_samples` must be a positive integer or 'all', got {self.num_samples!r}.")
         for task in self.tasks:
             answers.get_task(task)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}.")
         if self.preset not in PRESETS:
             raise ValueError(f"Unknown `preset` {self.preset!r}. Available: {', '.join(PRESETS)}.")
 
@@ -96,19 +106,21 @@ class ConstantModel:
 
     def __init__(self, value: float, preset: str = "paper") -> None:
         self.value = float(value)
-        settings = PRESETS[preset]
-        self.processor = _Geometry(settings["unified_focal_length"], settings["focal_mode"], settings["marker"])
+        self.processor = _Geometry(PRESETS[preset])
 
 
 class _Geometry:
-    """What the evaluation view needs from a processor to pick eligible pixels, without a tokenizer."""
+    """What the evaluation view needs from a processor to pick eligible pixels (`markable`), without a tokenizer."""
 
-    def __init__(self, focal: float, mode: str, marker: dict) -> None:
-        self.unified_focal_length, self.focal_mode = float(focal), mode
-        self.marker_style = MarkerStyle.from_dict(marker)
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.unified_focal_length, self.focal_mode = float(settings["unified_focal_length"]), settings["focal_mode"]
+        self.pixel_map = settings["pixel_map"]
+        self.marker_style = MarkerStyle.from_dict(settings["marker"])
 
-    def focal_transform(self, intrinsics):
-        return unify_focal_length(CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode)
+    def markable(self, intrinsics, points):
+        camera, focal = CameraIntrinsics.from_list(intrinsics), self.unified_focal_length
+        transform = focal_transform(camera, focal, self.focal_mode, self.pixel_map)
+        return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal)
 
 
 def load_model(args: EvalArguments, device: str | None = None):
@@ -205,6 +217,7 @@ def run_info(
         "jsonl": str(source.jsonl_path),
         "task": task,
         "num_samples": args.num_samples,
+        "protocol": args.protocol,
         "seed": args.seed,
         "evaluation_set": {"samples": len(samples), "sha256": json_digest(samples)},
     }
@@ -226,7 +239,7 @@ def run_dataset_task(
     run (model fingerprint, settings, evaluation set); a mismatch raises unless `args.overwrite`.
     """
     ranks = ranks or Ranks()
-    samples = build_samples(source, model.processor, task, args.sample_count, args.seed)
+    samples = build_samples(source, model.processor, task, args.sample_count, args.seed, args.protocol)
     info = run_info(args, fingerprint or model_fingerprint(args.model), name, source, task, samples)
     info_path = folder / "run.json"
     check_run_info(info_path, info, args.overwrite)  # on every rank, so that all raise together

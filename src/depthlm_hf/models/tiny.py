@@ -117,7 +117,8 @@ def tiny_processor(
     """A `DepthLMProcessor` around a Qwen2.5-VL processor with the tiny tokenizer.
 
     `max_pixels` caps the image size the Qwen image processor feeds the model (it resizes larger
-    images down, in multiples of 28 px), which keeps CPU tests fast.
+    images down, in multiples of 28 px), which keeps CPU tests fast: the processor's `image_scale` is
+    "processor" (the cap applies) unless `settings` say otherwise.
     """
     image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     return DepthLMProcessor(
@@ -125,7 +126,7 @@ def tiny_processor(
         tokenizer=tiny_tokenizer(vocab_size),
         chat_template=CHAT_TEMPLATE,
         unified_focal_length=unified_focal_length,
-        **settings,
+        **{"image_scale": "processor", **settings},
     )
 
 
@@ -217,7 +218,11 @@ def tiny_llava_pixtral(
     tokenizer = tiny_tokenizer()
     image_processor = PixtralImageProcessor(size={"longest_edge": longest_edge}, patch_size=16)
     template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>")
-    settings = {"base_processor_class": "LlavaProcessor", "base_processor_kwargs": LLAVA_PROCESSOR_KWARGS}
+    settings = {
+        "base_processor_class": "LlavaProcessor",
+        "base_processor_kwargs": LLAVA_PROCESSOR_KWARGS,
+        "image_scale": "processor",
+    }
     processor = DepthLMProcessor.from_preset(
         "official_pixtral", image_processor, tokenizer, chat_template=template, **{**settings, **processor_settings}
     )

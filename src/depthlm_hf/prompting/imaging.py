@@ -108,5 +108,8 @@ def apply_transform(
             f"`transform` reads outside the {image.width}x{image.height} image (source box "
             f"{(left, top, right, bottom)}); it must map into the image."
         )
-    box = (max(0.0, left), max(0.0, top), min(float(image.width), right), min(float(image.height), bottom))
+    # Edges within eps of a whole pixel are that pixel's edge: a whole-image resize then is PIL's own
+    # `image.resize(size)` bit for bit (the official release's resize), not one off by 1e-13 px.
+    box = tuple(float(round(v)) if abs(v - round(v)) < eps else v for v in (left, top, right, bottom))
+    box = (max(0.0, box[0]), max(0.0, box[1]), min(float(image.width), box[2]), min(float(image.height), box[3]))
     return image.resize(size, resample=resample, box=box)

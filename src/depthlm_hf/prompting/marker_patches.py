@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 
 try:  # transformers >= 5 splits image processors by backend; this module reproduces the PIL one only.
@@ -71,7 +72,7 @@ class MarkedImageBatcher:
         ip = processor.image_processor
         self.image_processor = ip
         self.patch, self.merge = int(ip.patch_size), int(ip.merge_size)
-        base = ip(images=[image], return_tensors="pt")
+        base = ip(images=[image], return_tensors="pt", **keep_scale(processor, image))
         self.grid = base["image_grid_thw"]  # (1, 3): t, rows, cols of patches
         _, self.rows, self.cols = (int(v) for v in self.grid[0])
         self.out_width, self.out_height = self.cols * self.patch, self.rows * self.patch

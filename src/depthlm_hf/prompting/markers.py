@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-MarkerShape = Literal["arrow", "cross", "circle"]
-MARKER_SHAPES: tuple[str, ...] = ("arrow", "cross", "circle")
+MarkerShape = Literal["arrow", "cross", "circle", "official_arrow"]
+MARKER_SHAPES: tuple[str, ...] = ("arrow", "cross", "circle", "official_arrow")
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0),
@@ -33,7 +33,10 @@ class MarkerStyle:
 
     Args:
         shape: "arrow" (paper default: a horizontal shaft left of the tip with a head of two
-            diagonals), "cross" or "circle".
+            diagonals), "cross", "circle", or "official_arrow": the official release's arrow, one pixel wide,
+            its shaft the `size` pixels left of the anchor and its head `size // 2` pixels up and down
+            one further left (the tip is at x - 1: the anchor pixel itself stays unpainted); it needs
+            `size` pixels on all four sides, as the release requires.
         size: shaft length / half-width / radius [px], >= 1. Paper: 5.
         color: RGB of the first marker.
         thickness: line width [px], >= 1.
@@ -62,6 +65,8 @@ class MarkerStyle:
         if len(color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in color):
             raise ValueError(f"`color` must be 3 integers in [0, 255], got {self.color!r}.")
         object.__setattr__(self, "color", color)
+        if self.shape == "official_arrow" and self.thickness != 1:
+            raise ValueError(f"`thickness` must be 1 for an official_arrow, got {self.thickness}.")
 
     @classmethod
     def from_dict(cls, values: dict | MarkerStyle | None) -> MarkerStyle:
@@ -87,6 +92,8 @@ class MarkerStyle:
     def extent(self) -> tuple[int, int, int, int]:
         """Pixels the marker needs around its anchor: (left, top, right, bottom) [px]."""
         half = self.thickness // 2
+        if self.shape == "official_arrow":
+            return (self.size,) * 4
         if self.shape == "arrow":
             head = max(1, self.size // 2)
             return (self.size + half, head + half, half, head + half)
@@ -151,7 +158,11 @@ def draw_markers(
 
 def _draw_one(draw: ImageDraw.ImageDraw, x: int, y: int, style: MarkerStyle, color: tuple[int, int, int]) -> None:
     s, w = style.size, style.thickness
-    if style.shape == "arrow":
+    if style.shape == "official_arrow":
+        shaft = [(x - dx, y) for dx in range(1, s + 1)]
+        head = [(x - dy - 1, y + sign * dy) for dy in range(1, s // 2 + 1) for sign in (1, -1)]
+        draw.point(shaft + head, fill=color)
+    elif style.shape == "arrow":
         head = max(1, s // 2)
         draw.line([(x - s, y), (x, y)], fill=color, width=w)
         draw.line([(x - head, y - head), (x, y)], fill=color, width=w)

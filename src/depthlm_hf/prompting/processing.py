@@ -22,22 +22,26 @@ from transformers import ImageProcessingMixin, PreTrainedTokenizerBase, Processo
 from transformers.feature_extraction_utils import BatchFeature
 
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
+from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
-from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
-from depthlm_hf.prompting.presets import PRESETS
+from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
+from depthlm_hf.prompting.presets import PRESETS, ImageScale, PixelMap, check_settings
 from depthlm_hf.prompting.queries import (
     Points,
     PreparedImage,
     QueryMapping,
     camera_list,
     check_size,
+    focal_transform,
     group_points,
     image_list,
     inside,
+    markable_points,
     point_array,
     points_per_image,
+    query_pixels,
 )
-from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class
+from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class, video_processor_entry
 from depthlm_hf.tasks import text as answers
 
 Crop = tuple[int, int, int, int]
@@ -56,6 +60,8 @@ class VisualPromptProcessor(ProcessorMixin):
         unified_focal_length: focal length f* [px] every image is resized to (paper: 1000).
         focal_mode: "xy" scales each axis to f* (exact even when fx != fy); "fx" scales both by f*/fx as
             the official release does.
+        pixel_map: "exact" (scale f*/f, pixels rounded) or "release" (the official arithmetic, `queries.query_pixels`).
+        image_scale: "keep" (the wrapped image processor keeps the unified scale) or "processor" (its own limits).
         marker: marker style as a dict (see `MarkerStyle`).
         question_template: overrides the distance task's question.
         answer_template: overrides the distance task's answer (`{value}` receives the number).
@@ -79,15 +85,17 @@ class VisualPromptProcessor(ProcessorMixin):
         system_prompt: str | None = None,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         preset: str | None = "paper",
+        pixel_map: PixelMap = "exact",
+        image_scale: ImageScale = "keep",
         **kwargs,
     ):
-        if focal_mode not in ("xy", "fx"):
-            raise ValueError(f"`focal_mode` must be 'xy' or 'fx', got {focal_mode!r}.")
+        check_settings(focal_mode, pixel_map, image_scale)
         unify_focal_length(CameraIntrinsics(1.0, 1.0, 1.0, 1.0, 2, 2), unified_focal_length)  # validates f*
         self.base_processor_class = base_processor_class
         self.base_processor_kwargs = dict(base_processor_kwargs or {})
         self.unified_focal_length = float(unified_focal_length)
         self.focal_mode = focal_mode
+        self.pixel_map, self.image_scale = pixel_map, image_scale
         self.marker = MarkerStyle.from_dict(marker).to_dict()
         self.question_template = question_template
         self.answer_template = answer_template
@@ -111,6 +119,7 @@ class VisualPromptProcessor(ProcessorMixin):
         output.update(self.base_processor_kwargs)  # the stock class reads its own settings at the top level
         output["processor_class"] = self.base_processor_class
         output["depthlm_processor_class"] = self.__class__.__name__
+        output.update(video_processor_entry(self.base_processor_class, output.get("image_processor")))
         return output
 
     @property
@@ -137,8 +146,8 @@ class VisualPromptProcessor(ProcessorMixin):
 
     # ----------------------------------------------------------------------------------------------- images
     def focal_transform(self, intrinsics: CameraIntrinsics | Sequence[float]) -> PixelTransform:
-        """The resize that gives `intrinsics` the unified focal length."""
-        return unify_focal_length(CameraIntrinsics.from_list(intrinsics), self.unified_focal_length, self.focal_mode)
+        """The resize that gives `intrinsics` the unified focal length (as `pixel_map` computes it)."""
+        return focal_transform(intrinsics, self.unified_focal_length, self.focal_mode, self.pixel_map)
 
     def query_transform(
         self, intrinsics: CameraIntrinsics | Sequence[float], crop: Crop | None = None
@@ -169,13 +178,9 @@ class VisualPromptProcessor(ProcessorMixin):
                 f"`points` {pts[outside].tolist()} lie outside the {camera.width}x{camera.height} image "
                 f"(x in [0, {camera.width - 1}], y in [0, {camera.height - 1}])."
             )
-        transform = self.query_transform(camera, crop)
-        mapped = np.rint(transform.map_points(pts)).astype(np.int64)
-        fits = (
-            marker_fits(mapped, transform.out_width, transform.out_height, self.marker_style)
-            if len(pts)
-            else np.zeros(0, bool)
-        )
+        transform, focal = self.query_transform(camera, crop), self.unified_focal_length
+        mapped = query_pixels(pts, camera, transform, self.pixel_map, focal, crop)
+        fits = markable_points(pts, camera, transform, self.marker_style, self.pixel_map, focal, crop)
         if require_fit and not fits.all():
             style = self.marker_style
             raise ValueError(
@@ -191,7 +196,7 @@ class VisualPromptProcessor(ProcessorMixin):
         """Whether a marker can sit on input pixels once the image is focal-unified (and cropped to `crop`).
 
         The one rule behind every query: the pixel lies in the input image and its marker, anchored at
-        the rounded model-image pixel, lies wholly inside the model image (`marker_fits`).
+        the model-image pixel (`query_pixels`), lies wholly inside the model image (`marker_fits`).
 
         Args:
             intrinsics: the input image's camera `[fx, fy, cx, cy, width, height]` [px].
@@ -207,13 +212,8 @@ class VisualPromptProcessor(ProcessorMixin):
             return self.markable(camera, np.stack([xs.ravel(), ys.ravel()], -1), crop).reshape(
                 camera.height, camera.width
             )
-        pts = point_array(points)
-        ok = inside(pts, camera)
-        transform = self.query_transform(camera, crop)
-        if ok.any():
-            mapped = np.rint(transform.map_points(pts[ok]))
-            ok[ok] = marker_fits(mapped, transform.out_width, transform.out_height, self.marker_style)
-        return ok
+        transform, focal = self.query_transform(camera, crop), self.unified_focal_length
+        return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal, crop)
 
     def render(self, image: Image.Image | str | np.ndarray, mapping: QueryMapping) -> PreparedImage:
         """Resize (and crop) `image` through `mapping.transform` once and draw a marker on each mapped point."""
@@ -242,8 +242,10 @@ class VisualPromptProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------------------------------------- text
     def prompt_messages(self, question: str, num_images: int = 1) -> list[dict]:
-        """The user turn asking `question` about `num_images` images (after a system turn if `system_prompt` is set)."""
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": question}]
+        """The user turn asking `question` about `num_images` images (after a system turn if `system_prompt` is set);
+        the question sits under `text` and `content` (the original Pixtral template reads only `content`)."""
+        text = {"type": "text", "text": question, "content": question}
+        content = [{"type": "image"} for _ in range(num_images)] + [text]
         messages = [{"role": "user", "content": content}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
@@ -273,6 +275,7 @@ class VisualPromptProcessor(ProcessorMixin):
         if intrinsics is None:
             if points is not None:
                 raise ValueError("`points` need `intrinsics`: pass one camera per image.")
+            kwargs = {**keep_scale(self, images), **kwargs}  # unified training rows keep their scale
             return self.base_processor(images=images, text=text, **kwargs)
         if text is not None:
             raise ValueError(
@@ -283,6 +286,7 @@ class VisualPromptProcessor(ProcessorMixin):
         base = self.base_processor
         prompt = base.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
         query_images = self.query_images(images, intrinsics, points, points_per_query)
+        kwargs = {**keep_scale(self, query_images), **kwargs}
         merged = self._merge_kwargs(DepthLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         return base(
             images=query_images,

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
+from depthlm_hf.geometry import (
+    CameraIntrinsics,
+    PixelTransform,
+    release_focal_resize,
+    release_map_points,
+    unify_focal_length,
+)
+from depthlm_hf.prompting.markers import MarkerStyle, marker_fits
 
 Points = np.ndarray | Sequence[Sequence[float]]
 """(N, 2) [px] `[x, y]` pixels."""
@@ -98,6 +105,20 @@ def image_list(images: Any) -> list:
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
+def pil_images(images: Any) -> list[Image.Image]:
+    """The PIL images in `images` at any nesting (one image, a list per conversation, a batch of lists).
+
+    >>> image = Image.new("RGB", (4, 3))
+    >>> [i.size for i in pil_images([[image], [image, None]])]
+    [(4, 3), (4, 3)]
+    """
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, (list, tuple)):
+        return [image for item in images for image in pil_images(item)]
+    return []
+
+
 def camera_list(intrinsics: Any, num_images: int) -> list:
     """One camera per image; a single camera (6 numbers or `CameraIntrinsics`) is one image's."""
     cameras = [intrinsics] if _is_single_camera(intrinsics) else list(intrinsics)
@@ -167,3 +188,64 @@ def check_size(image: Image.Image, camera: CameraIntrinsics) -> None:
         raise ValueError(
             f"`intrinsics` describe a {camera.width}x{camera.height} image but `image` is {image.width}x{image.height}."
         )
+
+
+def query_pixels(
+    points: np.ndarray,
+    camera: CameraIntrinsics,
+    transform: PixelTransform,
+    pixel_map: str = "exact",
+    focal_length: float = 1000.0,
+    crop: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """The model-image pixels (N, 2) int [px] of (N, 2) [px] input `points` (the markers' anchors).
+
+    "exact": the nearest pixel to the point's exact image under `transform`; "release": the official
+    release's truncation at f* = `focal_length` (`release_map_points`), shifted by the crop's (left, top).
+
+    >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
+    >>> from depthlm_hf.geometry import release_focal_resize, unify_focal_length
+    >>> query_pixels(np.array([[519.0, 129.0]]), cam, unify_focal_length(cam, 1000.0)).tolist()
+    [[928, 232]]
+    >>> query_pixels(np.array([[519.0, 129.0]]), cam, release_focal_resize(cam, 750.0), "release", 750.0).tolist()
+    [[695, 172]]
+    """
+    if len(points) == 0:
+        return np.zeros((0, 2), np.int64)
+    if pixel_map == "release":
+        mapped = release_map_points(points, camera, focal_length)
+        return mapped - np.asarray(crop[:2], dtype=np.int64) if crop is not None else mapped
+    return np.rint(transform.map_points(points)).astype(np.int64)
+
+
+def markable_points(
+    points: np.ndarray,
+    camera: CameraIntrinsics,
+    transform: PixelTransform,
+    style: MarkerStyle,
+    pixel_map: str = "exact",
+    focal_length: float = 1000.0,
+    crop: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """(N,) bool: the (N, 2) [px] input pixel lies in the input image and its marker, anchored at its
+    `query_pixels` pixel, lies wholly inside the `transform`'s output image (`marker_fits`)."""
+    ok = inside(points, camera)
+    if ok.any():
+        mapped = query_pixels(points[ok], camera, transform, pixel_map, focal_length, crop)
+        ok[ok] = marker_fits(mapped, transform.out_width, transform.out_height, style)
+    return ok
+
+
+def focal_transform(
+    camera: CameraIntrinsics | Sequence[float], focal_length: float, focal_mode: str = "xy", pixel_map: str = "exact"
+) -> PixelTransform:
+    """The resize that gives `camera` (intrinsics `[fx, fy, cx, cy, width, height]`) the unified focal length [px].
+
+    >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
+    >>> [(t.out_width, t.out_height) for t in (focal_transform(cam, 750.0, "fx", m) for m in ("exact", "release"))]
+    [(857, 643), (857, 643)]
+    """
+    camera = CameraIntrinsics.from_list(camera)
+    if pixel_map == "release":
+        return release_focal_resize(camera, focal_length)
+    return unify_focal_length(camera, focal_length, focal_mode)

@@ -21,8 +21,8 @@ class DepthLMProcessorKwargs(ProcessingKwargs, total=False):
     }
 
 
-def resolve_processor_class(name: str) -> type:
-    """The transformers processor class `name` (or a dotted path), without a video processor argument."""
+def stock_processor_class(name: str) -> type:
+    """The transformers processor class `name` (or a dotted path), as transformers defines it."""
     transformers = importlib.import_module("transformers")
     cls = getattr(transformers, name, None)
     if cls is None and "." in name:
@@ -33,7 +33,49 @@ def resolve_processor_class(name: str) -> type:
             f"`base_processor_class` {name!r} is not a transformers processor class (e.g. 'Qwen2_5_VLProcessor', "
             f"'PixtralProcessor', 'LlavaProcessor')."
         )
-    if "video_processor" not in inspect.signature(cls.__init__).parameters:
+    return cls
+
+
+def stock_settings(name: str, saved: dict) -> dict:
+    """The settings of processor class `name` found at the top level of a stock `processor_config.json`.
+
+    >>> stock_settings("LlavaProcessor", {"patch_size": 16, "processor_class": "LlavaProcessor"})
+    {'patch_size': 16}
+    """
+    params = inspect.signature(stock_processor_class(name).__init__).parameters
+    skip = {"self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"}
+    return {key: value for key, value in saved.items() if key in params and key not in skip}
+
+
+def _takes_video_processor(cls: type) -> bool:
+    return "video_processor" in inspect.signature(cls.__init__).parameters
+
+
+def video_processor_entry(name: str, image_processor: dict | None) -> dict:
+    """`{"video_processor": ...}`: the `processor_config.json` entry stock loaders need for processor class `name`.
+
+    Stock `AutoProcessor` builds every sub-processor of the class (Qwen2.5-VL's includes a video processor) and
+    fails without this entry. It holds the image processor's settings under the matching video processor
+    type, which is what transformers itself falls back to for folders that have no video settings.
+    `{}` for classes that take no video processor.
+
+    >>> qwen = {"image_processor_type": "Qwen2VLImageProcessor", "patch_size": 14}
+    >>> video_processor_entry("Qwen2_5_VLProcessor", qwen)
+    {'video_processor': {'patch_size': 14, 'video_processor_type': 'Qwen2VLVideoProcessor'}}
+    >>> video_processor_entry("LlavaProcessor", {"image_processor_type": "PixtralImageProcessor"})
+    {}
+    """
+    if image_processor is None or not _takes_video_processor(stock_processor_class(name)):
+        return {}
+    entry = {key: value for key, value in image_processor.items() if key != "image_processor_type"}
+    entry["video_processor_type"] = image_processor["image_processor_type"].replace("ImageProcessor", "VideoProcessor")
+    return {"video_processor": entry}
+
+
+def resolve_processor_class(name: str) -> type:
+    """The transformers processor class `name` (or a dotted path), without a video processor argument."""
+    cls = stock_processor_class(name)
+    if not _takes_video_processor(cls):
         return cls
 
     # transformers reads a processor's sub-processors from its __init__ signature: a subclass without the video

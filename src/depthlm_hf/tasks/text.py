@@ -96,7 +96,9 @@ OFFICIAL_QUESTION = (
     "Given this image, how far is the point pointed by the red arrow from the camera? Output the thinking "
     "process in <think> </think> and final answer (the meter number only, without the unit) in <answer> </answer> tags."
 )
-OFFICIAL_ANSWER = "<think> The point is around {value} meters away from the camera. </think><answer> {value} </answer>"
+OFFICIAL_ANSWER = (
+    "<think> The point is around {value} meters away from the camera. </think>\n\n<answer> {value} </answer>"
+)
 """The official release's distance prompt and training answer (its Pixtral-12B checkpoint)."""
 
 

@@ -1,0 +1,83 @@
+"""Which preset a checkpoint loads with: saved DepthLM settings, the released facebook/DepthLM, or an explicit one."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from depthlm_hf.inference.predictor import DepthLMPredictor
+from depthlm_hf.prompting.presets import PRESETS, check_settings, checkpoint_preset, preset_settings
+
+
+def _snapshot(folder) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def stock_pixtral_folder(tmp_path_factory):
+    """A checkpoint as the release ships it: a Llava/Pixtral model and a stock processor, no DepthLM settings."""
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
+
+    model, processor = tiny_llava_pixtral(seed=0)
+    folder = tmp_path_factory.mktemp("hub") / "models--facebook--DepthLM" / "snapshots" / "0123abc"
+    model.save_pretrained(folder)
+    processor.base_processor.save_pretrained(folder)
+    return folder
+
+
+def test_a_copy_of_the_released_checkpoint_loads_with_the_official_preset(stock_pixtral_folder):
+    before = _snapshot(stock_pixtral_folder)
+    predictor = DepthLMPredictor.from_pretrained(stock_pixtral_folder, show_progress=False)
+    processor = predictor.processor
+    assert processor.preset == "official_pixtral" and processor.unified_focal_length == 750.0
+    assert processor.pixel_map == "release" and processor.marker_style.shape == "official_arrow"
+    assert processor.base_processor_kwargs["patch_size"] == 16  # the stock Llava settings survive
+    out = predictor.predict(np.full((120, 160, 3), 90, np.uint8), [150.0, 150.0, 79.5, 59.5, 160, 120], [[80, 60]])
+    assert len(out) == 1
+    assert _snapshot(stock_pixtral_folder) == before  # loading never writes into the checkpoint
+
+
+def test_a_folder_without_settings_logs_the_paper_preset(stock_pixtral_folder, tmp_path, caplog):
+    import shutil
+
+    plain = tmp_path / "my-vlm"
+    shutil.copytree(stock_pixtral_folder, plain)
+    with caplog.at_level(logging.WARNING, logger="depthlm_hf.prompting.presets"):
+        predictor = DepthLMPredictor.from_pretrained(plain, show_progress=False)
+    assert predictor.processor.preset == "paper" and predictor.processor.unified_focal_length == 1000.0
+    assert "holds no DepthLM processor settings: using the 'paper' preset" in caplog.text
+    explicit = DepthLMPredictor.from_pretrained(plain, preset="official_pixtral", show_progress=False)
+    assert explicit.processor.preset == "official_pixtral"
+
+
+def test_saved_settings_win_unless_a_preset_is_given(tiny_dir):
+    assert DepthLMPredictor.from_pretrained(tiny_dir, show_progress=False).processor.preset == "paper"
+    saved = {"depthlm_processor_class": "DepthLMProcessor", "processor_class": "Qwen2_5_VLProcessor"}
+    assert checkpoint_preset(tiny_dir, saved) is None
+    assert checkpoint_preset(tiny_dir, saved, "official_pixtral") == "official_pixtral"
+    with pytest.raises(ValueError, match="Unknown `preset` 'nope'. Available: paper, official_pixtral"):
+        checkpoint_preset("facebook/DepthLM", {}, "nope")
+
+
+def test_preset_settings_wrap_the_checkpoints_own_class():
+    saved = {"processor_class": "LlavaProcessor", "patch_size": 16, "vision_feature_select_strategy": "full"}
+    settings = preset_settings("paper", saved)
+    assert settings["base_processor_class"] == "LlavaProcessor"
+    assert settings["base_processor_kwargs"] == {"patch_size": 16, "vision_feature_select_strategy": "full"}
+    assert preset_settings("official_pixtral", {})["base_processor_class"] == "PixtralProcessor"
+    assert set(PRESETS) == {"paper", "official_pixtral"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("yy", "exact", "keep"), "`focal_mode` must be one of xy, fx, got 'yy'"),
+        (("xy", "release", "keep"), "`pixel_map` 'release' scales both axes by f\\*/fx"),
+        (("fx", "exact", "shrink"), "`image_scale` must be one of keep, processor, got 'shrink'"),
+    ],
+)
+def test_settings_are_checked(args, message):
+    with pytest.raises(ValueError, match=message):
+        check_settings(*args)
