@@ -110,7 +110,7 @@ class DepthLMScriptArguments:
         default=None,
         metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."},
     )
-    marker_shape: Literal["arrow", "cross", "circle"] | None = field(
+    marker_shape: Literal["arrow", "cross", "circle", "official_arrow"] | None = field(
         default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
     )
     marker_size: int | None = field(default=None, metadata={"help": "Marker size [px] (paper: 5)."})

@@ -5,7 +5,6 @@ checkpoint to resume from, and the saved outputs. `depthlm sft` and `depthlm grp
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import cached_file
 from trl import ModelConfig, get_peft_config
 
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
-from depthlm_hf.prompting.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import DepthLMScriptArguments
 from depthlm_hf.training.modelcard import write_model_card
 
@@ -28,13 +27,6 @@ logger = logging.getLogger(__name__)
 
 TINY = "tiny"
 """`--model_name_or_path tiny` trains the tiny random offline Qwen2.5-VL of `depthlm_hf.models.tiny` (CPU)."""
-
-
-def _saved_processor_config(name_or_path: str, revision: str | None) -> dict[str, Any]:
-    path = cached_file(
-        name_or_path, "processor_config.json", revision=revision, _raise_exceptions_for_missing_entries=False
-    )
-    return json.loads(Path(path).read_text()) if path else {}
 
 
 def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments) -> DepthLMProcessor:
@@ -46,12 +38,11 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
         from depthlm_hf.models.tiny import tiny_processor
 
         return _with_overrides(tiny_processor(), overrides)
-    saved = _saved_processor_config(name, model_args.model_revision)
+    saved = saved_processor_config(name, model_args.model_revision)
     if "depthlm_processor_class" in saved:
         processor = DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision)
         return _with_overrides(processor, overrides)
-    preset = {**PRESETS[script_args.processor_preset], "preset": script_args.processor_preset}
-    preset.setdefault("base_processor_class", saved.get("processor_class", "Qwen2_5_VLProcessor"))
+    preset = preset_settings(script_args.processor_preset, saved)
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
     return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
