@@ -333,9 +333,8 @@ class _FakeVLLM:
             outputs = []
             for request in requests:
                 base = self.processor.base_processor
-                inputs = base(
-                    images=[[request["multi_modal_data"]["image"]]], text=[request["prompt"]], return_tensors="pt"
-                )
+                image, kwargs = request["multi_modal_data"]["image"], request["mm_processor_kwargs"]
+                inputs = base(images=[[image]], text=[request["prompt"]], return_tensors="pt", **kwargs)
                 out = self.model.generate(
                     **inputs,
                     do_sample=False,
@@ -368,3 +367,22 @@ def test_vllm_backend_reuses_preprocess_and_postprocess(trained, monkeypatch):
     assert [r["prompt"] for r in llm.requests] == [queries.prompt] * 3
     for request, image in zip(llm.requests, queries.marked_images(), strict=True):
         assert np.array_equal(np.asarray(request["multi_modal_data"]["image"]), np.asarray(image))
+
+
+def test_vllm_requests_keep_the_unified_scale(monkeypatch):
+    """vLLM runs the checkpoint's own image processor: each request carries the settings that keep the scale."""
+    import sys
+    from types import SimpleNamespace as NS
+
+    from depthlm_hf.inference.vllm import VLLMPredictor
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
+
+    _, processor = tiny_llava_pixtral(longest_edge=1024, image_scale="keep")
+    monkeypatch.setitem(sys.modules, "vllm", _FakeVLLM)
+    requests = []
+    llm = NS(
+        generate=lambda batch, params, use_tqdm: requests.extend(batch) or [NS(outputs=[NS(token_ids=[], logprobs=[])])]
+    )
+    backend = VLLMPredictor(llm, processor)
+    backend.answer(backend.preprocess(flat_image(90), CAMERA, [[56, 42]]))
+    assert requests[0]["mm_processor_kwargs"] == {"do_resize": False}

@@ -13,6 +13,8 @@ from typing import Any
 
 from depthlm_hf.inference.decoding import Generated
 from depthlm_hf.inference.predictor import DEFAULT_MAX_NEW_TOKENS, Queries, QueryPredictor
+from depthlm_hf.prompting import presets
+from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
 
@@ -51,7 +53,7 @@ class VLLMPredictor(QueryPredictor):
         vllm = _require_vllm()
         llm_kwargs.setdefault("limit_mm_per_prompt", {"image": 1})
         llm = vllm.LLM(model=str(path), **llm_kwargs)
-        return cls(llm, DepthLMProcessor.from_pretrained(path))
+        return cls(llm, DepthLMProcessor.from_pretrained(path, **presets.checkpoint_settings(path)))
 
     def answer(self, queries: Queries, batch_size: int | None = None, progress: bool | None = None) -> Generated:
         """Greedy tokens and their log-probabilities from `llm.generate`, `batch_size` requests at a time."""
@@ -60,7 +62,11 @@ class VLLMPredictor(QueryPredictor):
         params = vllm.SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens, logprobs=0)
         out, requests = Generated([], []), []
         for image in queries.marked_images():
-            requests.append({"prompt": queries.prompt, "multi_modal_data": {"image": image}})
+            # vLLM runs the checkpoint's own image processor: it too must keep the unified scale.
+            kwargs = keep_scale(self.processor, image)
+            requests.append(
+                {"prompt": queries.prompt, "multi_modal_data": {"image": image}, "mm_processor_kwargs": kwargs}
+            )
             if len(requests) == size:
                 out.extend(self._generate(requests, params, progress))
                 requests = []
