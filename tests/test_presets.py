@@ -81,3 +81,19 @@ def test_preset_settings_wrap_the_checkpoints_own_class():
 def test_settings_are_checked(args, message):
     with pytest.raises(ValueError, match=message):
         check_settings(*args)
+
+
+def test_eval_loads_a_local_copy_with_the_given_preset(stock_pixtral_folder, tmp_path):
+    import shutil
+
+    from depthlm_hf.metrics.evaluation import ConstantModel, EvalArguments, load_model
+
+    copy = tmp_path / "DepthLM"
+    shutil.copytree(stock_pixtral_folder, copy)
+    (tmp_path / "val.jsonl").write_text("")
+    data = [f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"]
+    model = load_model(EvalArguments(model=str(copy), data=data, preset="official_pixtral"))
+    assert model.processor.preset == "official_pixtral" and model.processor.pixel_map == "release"
+    assert load_model(EvalArguments(model=str(copy), data=data)).processor.preset == "paper"
+    constant = load_model(EvalArguments(model="constant:2.0", data=data))
+    assert isinstance(constant, ConstantModel) and constant.processor.pixel_map == "exact"

@@ -74,7 +74,13 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the evaluation set (fixed across runs)."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
-    preset: str = field(default="paper", metadata={"help": "Processor preset whose geometry a constant uses."})
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Processor preset: for `constant:` the geometry that decides eligible pixels (default paper); "
+            "for a checkpoint, the preset to load it with (e.g. official_pixtral for a local copy of facebook/DepthLM)."
+        },
+    )
     plots: bool = field(default=True, metadata={"help": "Draw delta1 bars and predicted-vs-true plots."})
     overwrite: bool = field(default=False, metadata={"help": "Discard saved predictions instead of resuming."})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
@@ -89,7 +95,7 @@ class EvalArguments:
             answers.get_task(task)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}.")
-        if self.preset not in PRESETS:
+        if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"Unknown `preset` {self.preset!r}. Available: {', '.join(PRESETS)}.")
 
     def data_specs(self) -> list[DatasetSpec]:
@@ -133,11 +139,15 @@ def load_model(args: EvalArguments, device: str | None = None):
             value = float(args.model.split(":", 1)[1])
         except ValueError:
             raise ValueError(f"`model` constant must be a number, e.g. 'constant:2.0', got {args.model!r}.") from None
-        return ConstantModel(value, args.preset)
+        return ConstantModel(value, args.preset or "paper")
     from depthlm_hf.inference.predictor import DepthLMPredictor
 
     return DepthLMPredictor.from_pretrained(
-        args.model, device=device or args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+        args.model,
+        device=device or args.device,
+        preset=args.preset,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
     )
 
 
