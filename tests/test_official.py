@@ -28,6 +28,7 @@ from PIL import Image
 from depthlm_hf.geometry import CameraIntrinsics, release_focal_resize, release_map_points
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
 from depthlm_hf.prompting.processing import PRESETS, DepthLMProcessor
+from depthlm_hf.tasks import text as answers
 
 OFFICIAL_REPO = Path(os.environ.get("DEPTHLM_OFFICIAL_REPO", "/work/.mirror/facebookresearch+DepthLM_Official/repo"))
 
@@ -87,6 +88,17 @@ def test_preset_settings_are_the_release():
     assert preset["unified_focal_length"] == 750.0 and preset["focal_mode"] == "fx"
     assert preset["pixel_map"] == "release" and preset["marker"]["shape"] == "official_arrow"
     assert PRESETS["paper"]["pixel_map"] == "exact" and PRESETS["paper"]["marker"]["shape"] == "arrow"
+
+
+def test_training_answer_and_prompt_are_the_release(official_processor):
+    """The release's answer: f"{thinking}\n\n{solution}" with its think and answer sentences (train.py)."""
+    assert official_processor.format_answer(3.14) == (
+        "<think> The point is around 3.14 meters away from the camera. </think>\n\n<answer> 3.14 </answer>"
+    )
+    (message,) = official_processor.task_messages()
+    question = message["content"][1]
+    assert message["content"][0] == {"type": "image"} and question["type"] == "text"
+    assert question["content"] == question["text"] == answers.OFFICIAL_QUESTION  # both Pixtral templates read it
 
 
 def test_marked_images_equal_the_release_hashes(official_processor, records, ibims1_dir):
