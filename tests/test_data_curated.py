@@ -186,3 +186,50 @@ def test_two_view_records_load_both_images_and_confine_the_second(folder):
     (rec,) = list(ds)
     assert rec["image2"].size == (32, 24) and rec["translation"].tolist() == [0.0, 0.0, 1.0]
     assert ds.skipped == {"unsafe_path": 1}
+
+
+def test_hostile_lines_and_paths_are_skipped_by_reason_and_valid_records_kept(folder, monkeypatch):
+    import depthlm_hf.data.curated as curated
+
+    monkeypatch.setattr(curated, "MAX_LINE_BYTES", 200_000)
+    os.mkfifo(folder / "rgb" / "fifo.png")  # opening it would block until a writer appears
+    (folder / "rgb" / "dir.png").mkdir()
+    lines = [
+        good(),
+        "[" * 100_000,  # nesting beyond the recursion limit
+        '{"image": "rgb/a.png", "depth": [' + "9" * 5000 + "]}",  # an integer over Python's digit limit
+        json.dumps(good(depth=[10**400, 2.0])),  # beyond float range
+        good(image="rgb/a\x00.png"),
+        good(image="a/" * 5000),
+        good(image=["rgb/a.png"]),
+        good(image="rgb/fifo.png"),
+        good(image="rgb/dir.png"),
+        good(image="rgb/missing.png"),
+        '{"image": "rgb/a.png", "pad": "' + "x" * 300_000 + '"}',  # over the (patched) line limit
+        good(intrinsics={"fx": 1}),
+        good(pixel_coords=[[1, 2, 3]], depth=[1.0]),
+        '"just a string"',
+        good(),
+    ]
+    path = folder / "hostile.jsonl"
+    with open(path, "wb") as f:
+        for line in lines:
+            f.write((line if isinstance(line, str) else json.dumps(line)).encode() + b"\n")
+        f.write(b"\xff\xfe not utf-8\n")
+    for decode in (True, False):
+        ds = load_curated(path, folder, decode_images=decode)
+        kept = list(ds)
+        assert [r["index"] for r in kept] == [0, 14]
+        assert ds.skipped == {
+            "bad_json": 4,  # nesting, digit limit, a bare string, bad UTF-8
+            "bad_value": 1,
+            "bad_path": 3,
+            "not_a_file": 2,
+            "unreadable_image": 1,
+            "line_too_long": 1,
+            "bad_intrinsics": 1,
+            "bad_coords": 1,
+        }
+        assert len(ds) == 16 and [ds[0]["index"], ds[14]["index"]] == [0, 14]
+        with pytest.raises(InvalidRecordError, match="line_too_long"):
+            ds[10]

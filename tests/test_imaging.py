@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -77,3 +79,28 @@ def test_apply_transform_tolerates_rounding_at_the_edges_and_refuses_real_overre
     assert apply_transform(image, nudged).size == (1280, 960)
     with pytest.raises(ValueError, match="reads outside the 640x480 image"):
         apply_transform(image, PixelTransform(2.0, 2.0, 10.0, 0.5, 1280, 960))
+
+
+def test_special_files_and_odd_paths_are_refused_without_opening(tmp_path):
+    os.mkfifo(tmp_path / "fifo.png")  # opening a FIFO blocks until a writer appears: it must never be opened
+    for path, message in [
+        (tmp_path / "fifo.png", "is not a regular file"),
+        (tmp_path, "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        (tmp_path / "missing.png", "does not exist"),
+        ("a\x00b.png", "cannot be accessed"),
+        ("x" * 100_000, "cannot be accessed"),
+    ]:
+        with pytest.raises(ValueError, match=f"`image` .*{message}"):
+            load_image(path)
+
+
+def test_a_raised_pixel_limit_is_honoured_above_pils_own(tmp_path, monkeypatch):
+    # PIL warns above MAX_IMAGE_PIXELS and refuses above twice it, whatever the caller allows.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for size in (40, 60):  # 1600 px (PIL would warn), 3600 px (PIL would refuse)
+        Image.new("RGB", (size, size)).save(tmp_path / f"{size}.png")
+        assert load_image(tmp_path / f"{size}.png", max_pixels=5000).size == (size, size)
+        with pytest.raises(ValueError, match="more than `max_pixels` = 1200|too large to open safely"):
+            load_image(tmp_path / f"{size}.png", max_pixels=1200)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # PIL's global is restored

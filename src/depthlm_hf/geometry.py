@@ -19,6 +19,10 @@ from typing import Literal
 import numpy as np
 
 FocalMode = Literal["xy", "fx"]
+
+MAX_UNIFIED_PIXELS = 64_000_000
+"""Largest focal-unified image (width x height [px]) built by default: the input images' default limit
+(`depthlm_hf.prompting.imaging.DEFAULT_MAX_PIXELS`), so a tiny focal length cannot allocate gigabytes."""
 DistanceKind = Literal["euclidean", "z"]
 
 
@@ -181,29 +185,43 @@ def resize_transform(width: int, height: int, scale_x: float, scale_y: float) ->
 
 
 def unify_focal_length(
-    intrinsics: CameraIntrinsics, focal_length: float = 1000.0, mode: FocalMode = "xy"
+    intrinsics: CameraIntrinsics,
+    focal_length: float = 1000.0,
+    mode: FocalMode = "xy",
+    max_pixels: int = MAX_UNIFIED_PIXELS,
 ) -> PixelTransform:
     """The resize that makes the focal length `focal_length` [px].
 
     `mode="xy"` scales x by f*/fx and y by f*/fy, so both focal lengths become f* even when
     fx != fy. `mode="fx"` scales both axes by f*/fx, as the official DepthLM release does (fy is
-    then off by the ratio fy/fx).
+    then off by the ratio fy/fx). A resized image of more than `max_pixels` pixels (a tiny focal
+    length) is refused before anything is allocated.
 
     >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
     >>> t = unify_focal_length(cam, 1000.0)
     >>> new = t.map_intrinsics(cam)
     >>> (new.width, new.height), round(new.fx, 9), round(new.fy, 9)
     ((1143, 859), 1000.0, 1000.0)
+    >>> unify_focal_length(CameraIntrinsics(0.5, 0.5, 320, 240, 640, 480), 1000.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `intrinsics` [0.5, 0.5, 320.0, 240.0, 640, 480] with focal length 1000.0 [px] give a 1.28e+06 x 9.6e+05 px ...
     """
     focal_length = _check_finite_positive("focal_length", focal_length)
     if mode == "xy":
-        return resize_transform(
-            intrinsics.width, intrinsics.height, focal_length / intrinsics.fx, focal_length / intrinsics.fy
+        scale_x, scale_y = focal_length / intrinsics.fx, focal_length / intrinsics.fy
+    elif mode == "fx":
+        scale_x = scale_y = focal_length / intrinsics.fx
+    else:
+        raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
+    width, height = intrinsics.width * scale_x, intrinsics.height * scale_y
+    if not width * height <= max_pixels:  # also refuses inf and nan
+        raise ValueError(
+            f"`intrinsics` {intrinsics.to_list()} with focal length {focal_length} [px] give a "
+            f"{width:.4g} x {height:.4g} px unified image, more than `max_pixels` = {max_pixels}: "
+            "the focal length is implausibly small (check its unit), or raise the limit if it is right."
         )
-    if mode == "fx":
-        scale = focal_length / intrinsics.fx
-        return resize_transform(intrinsics.width, intrinsics.height, scale, scale)
-    raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
+    return resize_transform(intrinsics.width, intrinsics.height, scale_x, scale_y)
 
 
 def release_focal_resize(intrinsics: CameraIntrinsics, focal_length: float) -> PixelTransform:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -22,6 +23,12 @@ from depthlm_hf.data.records import InvalidRecordError, validate_record
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, load_image
 
 OnError = Literal["skip", "raise"]
+
+MAX_PATH_CHARS = 4096
+"""Longest image path accepted in a record (the usual PATH_MAX)."""
+
+MAX_LINE_BYTES = 64 * 2**20
+"""Longest jsonl line read (64 MiB); a longer one is skipped as `line_too_long` without being held in memory."""
 
 
 def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
@@ -37,11 +44,17 @@ def resolve_image_path(relative: Any, image_root: str | os.PathLike) -> Path:
     ...
     depthlm_hf.data.records.InvalidRecordError: [unsafe_path] `image` '../../etc/passwd' points outside ...
     """
-    if not isinstance(relative, str) or not relative.strip("/ "):
-        raise InvalidRecordError("bad_path", f"`image` must be a non-empty relative path, got {relative!r}.")
+    if not isinstance(relative, str) or not relative.strip("/ ") or len(relative) > MAX_PATH_CHARS:
+        shown = relative[:80] + "..." if isinstance(relative, str) and len(relative) > 80 else relative
+        raise InvalidRecordError(
+            "bad_path", f"`image` must be a non-empty relative path of <= {MAX_PATH_CHARS} characters, got {shown!r}."
+        )
     # Plain strings and os.path: this runs once per record of files with millions of lines.
     root = image_root if isinstance(image_root, _ResolvedRoot) else _ResolvedRoot(image_root)
-    path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
+    try:
+        path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
+    except (OSError, ValueError) as err:  # NUL bytes, a symbolic-link loop, a name too long for the system
+        raise InvalidRecordError("bad_path", f"`image` {relative[:80]!r} is not a usable path: {err}") from None
     if not path.startswith(root.prefix):
         raise InvalidRecordError("unsafe_path", f"`image` {relative!r} points outside the image root {str(root)!r}.")
     return Path(path)
@@ -118,11 +131,12 @@ class CuratedDataset:
         return other
 
     # -- streaming ----------------------------------------------------------------------------
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
+    def _lines(self) -> Iterator[tuple[int, bytes | None]]:
+        """(record number, line) of every non-blank line; the line is None when it is too long to read."""
         index = 0
         with open(self.jsonl_path, "rb") as f:
-            for line in f:
-                if line.strip():
+            for _, line in _bounded_lines(f):
+                if line is None or line.strip():
                     yield index, line
                     index += 1
 
@@ -144,13 +158,24 @@ class CuratedDataset:
         self.stats["ok"] += 1
         return record
 
-    def parse(self, index: int, line: bytes | str) -> dict[str, Any]:
-        """Validate one jsonl line (record number `index`); raises :class:`InvalidRecordError`."""
+    def parse(self, index: int, line: bytes | str | None) -> dict[str, Any]:
+        """Validate one jsonl line (record number `index`; None: a line over :data:`MAX_LINE_BYTES`);
+        raises :class:`InvalidRecordError`, whatever the line holds."""
+        if line is None:
+            raise InvalidRecordError("line_too_long", f"the line is longer than {MAX_LINE_BYTES} bytes.")
         try:
             raw = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InvalidRecordError("bad_json", f"not valid JSON: {err}") from None
-        record = validate_record(raw)
+        # ValueError covers JSONDecodeError, bad UTF-8 and integers over Python's digit limit; deep nesting
+        # exhausts the recursion limit.
+        except (ValueError, RecursionError) as err:
+            raise InvalidRecordError("bad_json", f"not valid JSON: {str(err)[:200]}") from None
+        try:
+            record = validate_record(raw)
+        except InvalidRecordError:
+            raise
+        # Schema-shaped but hostile values (numbers beyond float range, odd nesting) end here, never in a crash.
+        except (TypeError, ValueError, OverflowError, RecursionError) as err:
+            raise InvalidRecordError("bad_value", f"{type(err).__name__}: {str(err)[:200]}") from None
         record["index"] = index
         record["dataset"] = record["dataset"] or self.dataset
         for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
@@ -160,9 +185,13 @@ class CuratedDataset:
 
     def _image(self, relative: Any, intrinsics: list[float]) -> Any:
         path = resolve_image_path(relative, self._root)
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            raise InvalidRecordError("unreadable_image", f"`image` {str(path)!r} does not exist.") from None
+        if not is_file:  # a FIFO would block the loader, a device would read forever: never opened
+            raise InvalidRecordError("not_a_file", f"`image` {str(path)!r} is not a regular file.")
         if not self.decode_images:
-            if not os.path.isfile(path):
-                raise InvalidRecordError("unreadable_image", f"`image` {str(path)!r} does not exist.")
             return str(path)
         try:
             image = load_image(path, max_pixels=self.max_pixels)
@@ -179,12 +208,8 @@ class CuratedDataset:
     # -- random access ------------------------------------------------------------------------
     def _index(self) -> np.ndarray:
         if self._offsets is None:
-            offsets, position = [], 0
             with open(self.jsonl_path, "rb") as f:
-                for line in f:
-                    if line.strip():
-                        offsets.append(position)
-                    position += len(line)
+                offsets = [position for position, line in _bounded_lines(f) if line is None or line.strip()]
             self._offsets = np.asarray(offsets, dtype=np.int64)
         return self._offsets
 
@@ -204,13 +229,31 @@ class CuratedDataset:
         index %= len(offsets)
         with open(self.jsonl_path, "rb") as f:
             f.seek(int(offsets[index]))
-            line = f.readline()
+            line = next(_bounded_lines(f))[1]
         try:
             record = self.parse(index, line)
         except InvalidRecordError as err:
             self.stats[err.reason] += 1
             raise
         return record
+
+
+def _bounded_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(byte offset, line) of every line of `f` from its position; None for a line over :data:`MAX_LINE_BYTES`,
+    which is read past in bounded chunks, never held whole."""
+    position = f.tell()
+    while True:
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        start, position = position, position + len(line)
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = f.readline(MAX_LINE_BYTES)
+                position += len(line)
+            yield start, None
+            continue
+        yield start, line
 
 
 def load_curated(

@@ -35,6 +35,8 @@ TWO_VIEW_FIELDS = ("image2", "intrinsics2", "rotation", "translation")
 
 SKIP_REASONS = (
     "bad_json",
+    "line_too_long",
+    "bad_value",
     "missing_field",
     "bad_intrinsics",
     "bad_coords",
@@ -43,6 +45,7 @@ SKIP_REASONS = (
     "coords_outside_image",
     "bad_path",
     "unsafe_path",
+    "not_a_file",
     "unreadable_image",
     "size_mismatch",
     "bad_pose",

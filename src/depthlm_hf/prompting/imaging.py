@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,26 +35,68 @@ def load_image(
         image = Image.fromarray(image)
     elif isinstance(image, (str, os.PathLike)):
         path = Path(image)
+        check_regular_file(path, "image")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                opened = Image.open(path)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            opened = _open_header(path, max_pixels)
+        except Image.DecompressionBombError as err:
             raise ValueError(f"`image` {str(path)!r} is too large to open safely: {err}") from None
-        except FileNotFoundError:
-            raise ValueError(f"`image` {str(path)!r} does not exist.") from None
-        except (OSError, Image.UnidentifiedImageError) as err:
+        # PIL's decoders raise assorted types on hostile files (OSError, SyntaxError, struct.error, ...).
+        except Exception as err:
             raise ValueError(f"`image` {str(path)!r} is not a readable image: {err}") from None
         _check_pixels(opened, max_pixels)
         try:
             opened.load()
-        except OSError as err:
+        except Exception as err:
             raise ValueError(f"`image` {str(path)!r} is corrupt or truncated: {err}") from None
         image = opened
     elif not isinstance(image, Image.Image):
         raise TypeError(f"`image` must be a path, a PIL image or a numpy array, got {type(image).__name__}.")
     _check_pixels(image, max_pixels)
     return to_rgb(image)
+
+
+_PIL_LIMIT = threading.Lock()
+
+
+def _open_header(path: Path, max_pixels: int) -> Image.Image:
+    """`Image.open` (header only), with PIL's own bomb limit raised to `max_pixels` when the caller raised it.
+
+    PIL refuses images above twice its global `Image.MAX_IMAGE_PIXELS` whatever the caller allows; the
+    exact limit is `max_pixels`, checked by the caller, so PIL's warning is silenced and its global is
+    raised (under a lock, then restored) only when `max_pixels` exceeds it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is None or max_pixels <= limit:
+            return Image.open(path)
+        with _PIL_LIMIT:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            try:
+                return Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_regular_file(path: str | os.PathLike, argument: str = "image") -> None:
+    """Raise a ValueError naming `argument` unless `path` is an existing regular file (symbolic links followed).
+
+    The check uses `os.stat`, so a FIFO, socket or device is refused without being opened (opening a FIFO
+    blocks until a writer appears); odd path strings (NUL bytes, too long) are refused too.
+
+    >>> check_regular_file("/dev/null")
+    Traceback (most recent call last):
+    ...
+    ValueError: `image` '/dev/null' is not a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"`{argument}` {str(path)!r} does not exist.") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"`{argument}` {str(path)[:200]!r} cannot be accessed: {err}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"`{argument}` {str(path)!r} is not a regular file.")
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:

@@ -146,8 +146,11 @@ class VisualPromptProcessor(ProcessorMixin):
 
     # ----------------------------------------------------------------------------------------------- images
     def focal_transform(self, intrinsics: CameraIntrinsics | Sequence[float]) -> PixelTransform:
-        """The resize that gives `intrinsics` the unified focal length (as `pixel_map` computes it)."""
-        return focal_transform(intrinsics, self.unified_focal_length, self.focal_mode, self.pixel_map)
+        """The resize that gives `intrinsics` the unified focal length (as `pixel_map` computes it); a ValueError
+        (`UnifiedImageTooLargeError`) when the unified image would exceed `max_image_pixels` (a tiny focal length)."""
+        return focal_transform(
+            intrinsics, self.unified_focal_length, self.focal_mode, self.pixel_map, self.max_image_pixels
+        )
 
     def query_transform(
         self, intrinsics: CameraIntrinsics | Sequence[float], crop: Crop | None = None

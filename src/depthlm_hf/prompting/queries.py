@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from depthlm_hf.geometry import (
+    MAX_UNIFIED_PIXELS,
     CameraIntrinsics,
     PixelTransform,
     release_focal_resize,
@@ -237,9 +238,14 @@ def markable_points(
 
 
 def focal_transform(
-    camera: CameraIntrinsics | Sequence[float], focal_length: float, focal_mode: str = "xy", pixel_map: str = "exact"
+    camera: CameraIntrinsics | Sequence[float],
+    focal_length: float,
+    focal_mode: str = "xy",
+    pixel_map: str = "exact",
+    max_pixels: int = MAX_UNIFIED_PIXELS,
 ) -> PixelTransform:
-    """The resize that gives `camera` (intrinsics `[fx, fy, cx, cy, width, height]`) the unified focal length [px].
+    """The resize that gives `camera` (intrinsics `[fx, fy, cx, cy, width, height]`) the unified focal length [px];
+    `UnifiedImageTooLargeError` (a ValueError) when the resized image would exceed `max_pixels`.
 
     >>> cam = CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
     >>> [(t.out_width, t.out_height) for t in (focal_transform(cam, 750.0, "fx", m) for m in ("exact", "release"))]
@@ -248,4 +254,4 @@ def focal_transform(
     camera = CameraIntrinsics.from_list(camera)
     if pixel_map == "release":
         return release_focal_resize(camera, focal_length)
-    return unify_focal_length(camera, focal_length, focal_mode)
+    return unify_focal_length(camera, focal_length, focal_mode, max_pixels)

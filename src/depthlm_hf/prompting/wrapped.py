@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
+import transformers
 from transformers import ProcessorMixin
 from transformers.processing_utils import ProcessingKwargs
 
@@ -22,12 +22,18 @@ class DepthLMProcessorKwargs(ProcessingKwargs, total=False):
 
 
 def stock_processor_class(name: str) -> type:
-    """The transformers processor class `name` (or a dotted path), as transformers defines it."""
-    transformers = importlib.import_module("transformers")
+    """The transformers processor class `name`, as transformers defines it.
+
+    `name` comes from a checkpoint's `processor_config.json`, which anyone can write: it is looked up in
+    transformers' own namespace only, never imported as a dotted path, so a checkpoint cannot make the
+    library import (and run) a module of its choice.
+    """
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ValueError(
+            f"`base_processor_class` must be the name of a transformers processor class (e.g. "
+            f"'Qwen2_5_VLProcessor'), not a dotted path or another value; got {name!r}."
+        )
     cls = getattr(transformers, name, None)
-    if cls is None and "." in name:
-        module, _, attr = name.rpartition(".")
-        cls = getattr(importlib.import_module(module), attr, None)
     if not (isinstance(cls, type) and issubclass(cls, ProcessorMixin)):
         raise ValueError(
             f"`base_processor_class` {name!r} is not a transformers processor class (e.g. 'Qwen2_5_VLProcessor', "
@@ -73,7 +79,8 @@ def video_processor_entry(name: str, image_processor: dict | None) -> dict:
 
 
 def resolve_processor_class(name: str) -> type:
-    """The transformers processor class `name` (or a dotted path), without a video processor argument."""
+    """The transformers processor class `name` (see :func:`stock_processor_class`), without a video processor
+    argument."""
     cls = stock_processor_class(name)
     if not _takes_video_processor(cls):
         return cls
