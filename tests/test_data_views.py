@@ -303,3 +303,18 @@ def test_map_style_dataset_renders_rows_on_access(source, processor):
     assert isinstance(table[3]["images"][0], Image.Image)
     assert [r["depth"] for r in table.select([1, 2])] == [view[1]["depth"], view[2]["depth"]]
     assert len(TrainingView(source, processor).to_dataset(7)) == 7
+
+
+def test_records_whose_unified_image_is_too_large_are_skipped_and_counted(tmp_path, processor):
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "ok.png")
+    rec = {"image": "ok.png", "pixel_coords": [[32, 24], [40, 30]], "depth": [2.0, 3.0]}
+    tiny_focal = {**rec, "intrinsics": [0.001, 0.001, 31.5, 23.5, 64, 48]}  # 6.4e7 x 4.8e7 px once unified
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for record in ({**rec, "intrinsics": [60, 60, 31.5, 23.5, 64, 48]}, tiny_focal):
+            f.write(json.dumps(record) + "\n")
+    source = load_curated(tmp_path / "d.jsonl")
+    view = TrainingView(source, processor, TrainingViewConfig(crop=False), num_samples=20, row_format="grpo")
+    assert {row["depth"] for row in view} <= {2.0, 3.0}
+    assert view.stats["unified_too_large"] > 0 and view.stats["ok"] >= 20
+    evaluation = EvaluationView(source, processor, num_samples=None)
+    assert evaluation.stats == {"ok": 1, "unified_too_large": 1} and len(evaluation) == 2

@@ -326,3 +326,34 @@ def test_post_process_depth_gives_one_dict_per_image(tiny):
         processor.post_process_depth(texts[:2], points)
     with pytest.raises(TypeError, match="`generated`"):
         processor.post_process_depth("2.35", [[1, 2]])
+
+
+@pytest.mark.parametrize("name", ["os.system", "depthlm_planted_module.Evil", "builtins.eval", "Qwen2_5_VLProcessor "])
+def test_a_checkpoint_cannot_make_the_processor_import_a_module(tiny, tmp_path, monkeypatch, name):
+    # A module on the path that would announce its import; the checkpoint names it as the wrapped class.
+    (tmp_path / "depthlm_planted_module.py").write_text("import sys\nsys.PLANTED = True\nclass Evil: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, processor = tiny
+    folder = tmp_path / "ckpt"
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config.update(base_processor_class=name)
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="`base_processor_class` must be the name of a transformers processor class"):
+        DepthLMProcessor.from_pretrained(folder)
+    assert "depthlm_planted_module" not in sys.modules and not hasattr(sys, "PLANTED")
+
+
+def test_a_tiny_focal_length_is_refused_before_allocation_and_a_raised_limit_honoured(tiny):
+    from depthlm_hf.models.tiny import tiny_processor
+
+    _, processor = tiny
+    tiny_focal = [0.01, 0.01, 80.0, 60.0, 160, 120]
+    with pytest.raises(ValueError, match=r"`intrinsics` \[0.01, 0.01, 80.0, 60.0, 160, 120\] .* unified image"):
+        processor.focal_transform(tiny_focal)
+    with pytest.raises(ValueError, match="unified image"):
+        processor.prepare(_image(), tiny_focal, [[80, 60]])
+    unified = processor.focal_transform([50.0, 50.0, 80.0, 60.0, 160, 120])  # 3200 x 2400 px: under the default limit
+    assert unified.out_width * unified.out_height > 1000
+    with pytest.raises(ValueError, match="more than `max_pixels` = 1000"):
+        tiny_processor(max_image_pixels=1000).focal_transform([50.0, 50.0, 80.0, 60.0, 160, 120])

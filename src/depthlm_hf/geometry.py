@@ -20,6 +20,11 @@ import numpy as np
 
 FocalMode = Literal["xy", "fx"]
 
+class UnifiedImageTooLargeError(ValueError):
+    """The focal-unified image would exceed its pixel limit (:func:`unify_focal_length`); data views skip
+    such records and count them as `unified_too_large`."""
+
+
 MAX_UNIFIED_PIXELS = 64_000_000
 """Largest focal-unified image (width x height [px]) built by default: the input images' default limit
 (`depthlm_hf.prompting.imaging.DEFAULT_MAX_PIXELS`), so a tiny focal length cannot allocate gigabytes."""
@@ -205,7 +210,7 @@ def unify_focal_length(
     >>> unify_focal_length(CameraIntrinsics(0.5, 0.5, 320, 240, 640, 480), 1000.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: `intrinsics` [0.5, 0.5, 320.0, 240.0, 640, 480] with focal length 1000.0 [px] give a 1.28e+06 x 9.6e+05 px ...
+    depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, 0.5, 320.0, 240.0, 640, 480] with focal length 1000.0 [px] give a 1.28e+06 x 9.6e+05 px ...
     """
     focal_length = _check_finite_positive("focal_length", focal_length)
     if mode == "xy":
@@ -216,7 +221,7 @@ def unify_focal_length(
         raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
     width, height = intrinsics.width * scale_x, intrinsics.height * scale_y
     if not width * height <= max_pixels:  # also refuses inf and nan
-        raise ValueError(
+        raise UnifiedImageTooLargeError(
             f"`intrinsics` {intrinsics.to_list()} with focal length {focal_length} [px] give a "
             f"{width:.4g} x {height:.4g} px unified image, more than `max_pixels` = {max_pixels}: "
             "the focal length is implausibly small (check its unit), or raise the limit if it is right."

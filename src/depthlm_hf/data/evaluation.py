@@ -16,6 +16,7 @@ import numpy as np
 from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng
 from depthlm_hf.data.views import _View
+from depthlm_hf.geometry import UnifiedImageTooLargeError
 from depthlm_hf.tasks.samples import build_sample, check_task
 
 Protocol = Literal["fixed", "official"]
@@ -68,9 +69,14 @@ class EvaluationView(_View):
         for record_index in range(len(scan)):
             try:
                 record = scan[record_index]
+                self.processor.focal_transform(record["intrinsics"])  # refuses a unified image over the limit
             except InvalidRecordError as err:
                 self.stats[err.reason] += 1
                 continue
+            except UnifiedImageTooLargeError:
+                self.stats["unified_too_large"] += 1
+                continue
+            self.stats["ok"] += 1
             fits = np.flatnonzero(self.processor.markable(record["intrinsics"], record["pixel_coords"]))
             if len(fits) < len(record["depth"]):
                 self.stats["marker_does_not_fit"] += len(record["depth"]) - len(fits)

@@ -48,6 +48,7 @@ SKIP_REASONS = (
     "not_a_file",
     "unreadable_image",
     "size_mismatch",
+    "unified_too_large",
     "bad_pose",
 )
 """Every reason a record can be rejected for (the keys of the loaders' `skipped` counters)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng as _rng
-from depthlm_hf.geometry import CameraIntrinsics, centered_crop_window
+from depthlm_hf.geometry import CameraIntrinsics, UnifiedImageTooLargeError, centered_crop_window
 from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
 from depthlm_hf.tasks.text import get_task
 
@@ -235,13 +235,24 @@ class TrainingView(_View):
     def _try(self, rng: np.random.Generator) -> dict[str, Any] | None:
         record_index = int(rng.integers(len(self.source)))
         task = self._tasks[int(rng.choice(len(self._tasks), p=self._task_p))]
+        # A record that cannot be read or unified is counted by reason and another is drawn ("ok" counts the
+        # records that could, so the skipped fraction of a run is known).
         try:
             record = self.source[record_index]
+            if get_task(task).num_images > 1:
+                row = self._two_view_row(task, record, rng)
+            else:
+                row = self._point_row(record, task, rng)
         except InvalidRecordError as err:
             self.stats[err.reason] += 1
             return None
-        if get_task(task).num_images > 1:
-            return self._two_view_row(task, record, rng)
+        except UnifiedImageTooLargeError:
+            self.stats["unified_too_large"] += 1
+            return None
+        self.stats["ok"] += 1
+        return row
+
+    def _point_row(self, record: Mapping[str, Any], task: str, rng: np.random.Generator) -> dict[str, Any] | None:
         intr = self._jittered(CameraIntrinsics.from_list(record["intrinsics"]), rng)
         window = self._window(intr, rng)
         candidates = self._fitting(record["pixel_coords"], intr, window)
