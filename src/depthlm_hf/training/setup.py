@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
 from transformers import AutoModelForImageTextToText, PreTrainedModel
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
 from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
 from depthlm_hf.training.configs import DepthLMScriptArguments
 from depthlm_hf.training.modelcard import write_model_card
 
@@ -205,14 +204,21 @@ def peft_config(model_args: ModelConfig):
 
 
 def resume_checkpoint(training_args: Any) -> str | bool | None:
-    """The checkpoint to resume from: `resume_from_checkpoint` as given, with `last` meaning the newest
-    checkpoint in `output_dir` when there is one (a preemption-safe recipe setting), else a fresh start."""
+    """The checkpoint to resume from: `resume_from_checkpoint` as given (refused when incomplete), with `last`
+    meaning the newest *complete* checkpoint in `output_dir` (a preemption-safe recipe setting: a folder a kill
+    left half-written is skipped with a warning), else a fresh start."""
     value = training_args.resume_from_checkpoint
     if value not in ("last", "true", "True"):
+        problem = checkpoint_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(
+                f"`resume_from_checkpoint` {value!r} is not a complete checkpoint: {problem}. Pass a complete "
+                "`checkpoint-N` folder, or `last` for the newest complete one in `output_dir`."
+            )
         return value
-    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    last = last_complete_checkpoint(training_args.output_dir)
     if last is None:
-        logger.info("No checkpoint in %s: training from the start.", training_args.output_dir)
+        logger.info("No complete checkpoint in %s: training from the start.", training_args.output_dir)
     return last
 
 
