@@ -36,6 +36,14 @@ def test_parser_never_raises(text):
         ("2 metres", 2.0),
         ("1,250.5 meters", 1250.5),
         ("3,25 m", 3.25),
+        # the comma rule: thousands only when grouped in threes after a nonzero lead, else a decimal comma
+        ("3,1415 meters", 3.1415),
+        ("0,1234", 0.1234),
+        ("0,123 m", 0.123),
+        ("1,250 m", 1250.0),
+        ("12,345,678", 12345678.0),
+        ("350,0 cm", 3.5),
+        ("1,2,3 km", 1.0),  # a list: the first number, the unit belongs to the list
         ("2.5e1 m", 25.0),
         ("3e-1", 0.3),
         ("about 7 meters, maybe 8", 7.0),

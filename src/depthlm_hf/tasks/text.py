@@ -140,9 +140,11 @@ def format_answer(value: float, task: str = "distance", template: str | None = N
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
 _NUMBER = re.compile(
-    r"(?<![\w.])(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:[eE][-+]?\d+)?)"
+    r"(?<![\w.,])(?P<num>[-+]?\d+(?:,\d+)*(?:\.\d+)?(?:[eE][-+]?\d+)?)"
     r"\s*(?P<unit>millimet(?:er|re)s?|centimet(?:er|re)s?|kilomet(?:er|re)s?|met(?:er|re)s?|mm|cm|km|m)?(?![a-zA-Z])"
 )
+_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+(?:[eE][-+]?\d+)?")
 _LENGTH_UNITS = {"mm": 1e-3, "millimet": 1e-3, "cm": 1e-2, "centimet": 1e-2, "km": 1e3, "kilomet": 1e3}
 
 
@@ -157,10 +159,19 @@ def parse_answer(text: object, task: str = "distance") -> float | None:
     cm/mm/km to metres for length tasks; accepts thousands separators ("1,250.5"), a decimal comma
     ("3,25") and exponents ("2.5e1").
 
+    The comma rule: a dot is always the decimal point. Commas that group the integer part in threes
+    after a nonzero leading group of 1-3 digits are thousands separators ("1,250" -> 1250.0,
+    "12,345,678.5"); otherwise a single comma is a decimal comma ("3,1415" -> 3.1415, "0,123" -> 0.123,
+    "3,25" -> 3.25); any other comma separates numbers, and the first is taken ("1,2,3" -> 1.0).
+
     >>> parse_answer("The point is around 3.25 meters away from the camera.")
     3.25
     >>> parse_answer("<think>far</think><answer> 12 </answer>"), parse_answer("about 250 cm"), parse_answer("no idea")
     (12.0, 2.5, None)
+    >>> [parse_answer(t) for t in ("3,1415 meters", "0,1234", "0,123", "1,250", "1,250.5", "12,345,678", "-1,000")]
+    [3.1415, 0.1234, 0.123, 1250.0, 1250.5, 12345678.0, -1000.0]
+    >>> [parse_answer(t) for t in ("3,25 m", "2,5e1", "1,2,3", "1,2345.6", "350,0 cm")]
+    [3.25, 25.0, 1.0, 1.0, 3.5]
     """
     unit = get_task(task).unit
     if not isinstance(text, str):
@@ -172,13 +183,17 @@ def parse_answer(text: object, task: str = "distance") -> float | None:
     if match is None:
         return None
     number = match.group("num")
-    if re.fullmatch(r"[-+]?\d+,\d{1,2}", number) or re.fullmatch(r"[-+]?\d+,\d{4,}", number):
+    if _THOUSANDS.fullmatch(number):
+        number = number.replace(",", "")
+    elif _DECIMAL_COMMA.fullmatch(number):
         number = number.replace(",", ".")
+    elif "," in number:  # a list such as "1,2,3": its first number, without the unit that follows the list
+        number, match = number.split(",", 1)[0], None
     try:
-        value = float(number.replace(",", ""))
+        value = float(number)
     except ValueError:
         return None
-    suffix = (match.group("unit") or "").lower()
+    suffix = (match.group("unit") or "").lower() if match else ""
     if unit == "m":
         for prefix, factor in _LENGTH_UNITS.items():
             if suffix.startswith(prefix):
