@@ -81,11 +81,25 @@ def test_edge_cases_zero_negative_nan_inf_none():
     assert got["parse_failure_rate"] == 1 / 8 and got["invalid_rate"] == 6 / 8
 
 
-def test_empty_input_gives_nan_and_zero_counts():
-    got = depth_metrics([], [])
-    assert got["num_samples"] == 0 and got["num_valid"] == 0
-    for name in ("delta1", "abs_rel", "silog", "parse_failure_rate"):
-        assert math.isnan(got[name])
+def test_bad_metric_inputs_raise_naming_the_argument():
+    with pytest.raises(ValueError, match="`predictions` and `references` are empty"):
+        depth_metrics([], [])
+    with pytest.raises(ValueError, match="`predictions` and `references` are empty"):
+        delta_accuracy([], [])
+    with pytest.raises(ValueError, match="`predictions` has 0 items and `references` 2"):
+        depth_metrics([], [1.0, 2.0])
+    with pytest.raises(TypeError, match="`predictions` must be a sequence"):
+        depth_metrics("3.5 m", [3.5])
+    with pytest.raises(TypeError, match="`predictions` must hold numbers"):
+        depth_metrics([True], [1.0])
+    with pytest.raises(TypeError, match="`references` must be numbers"):
+        depth_metrics([1.0], [True])
+    with pytest.raises(TypeError, match="`references` must be numbers"):
+        depth_metrics([1.0], ["2 m"])
+    with pytest.raises(ValueError, match=r"`references` must be a flat \(N,\) sequence"):
+        depth_metrics([1.0, 2.0], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="Unknown task 'depth'"):
+        depth_metrics([1.0], [1.0], task="depth")
 
 
 def test_all_unparseable_text():
@@ -136,7 +150,10 @@ def test_evaluate_module_matches_functional(metric):
 def test_evaluate_module_mixed_text_empty_and_task(metric):
     got = metric.compute(predictions=[2.0, "around 4.1 meters", "no idea"], references=[2.1, 4.0, 3.0])
     assert got["delta1"] == pytest.approx(2 / 3) and got["num_unparseable"] == 1
-    assert metric.compute(predictions=[], references=[])["num_samples"] == 0
+    with pytest.raises(ValueError, match="`predictions` and `references` are empty"):
+        metric.compute(predictions=[], references=[])
+    with pytest.raises(ValueError, match="`predictions` has 0 items and `references` 1"):
+        metric.compute(predictions=[], references=[1.0])
     assert metric.compute(predictions=["about 12 seconds"], references=[12.0], task="time")["delta1"] == 1.0
     metric.add_batch(predictions=["12 cm", "3 m"], references=[0.12, 3.0])
     assert metric.compute()["abs_rel"] == pytest.approx(0.0, abs=1e-12)

@@ -11,8 +11,10 @@ How predictions that are not a usable depth enter the metrics (the policy of eve
   predictions (log of zero, infinite error), so they are computed over the valid predictions only;
   `num_invalid` / `invalid_rate` and `parse_failure_rate` report how many were left out. With no
   valid prediction they are NaN.
-- An empty input gives NaN for every rate and metric and 0 for the counts.
+- An empty input is an error (`ValueError`): there is nothing to score, and an all-NaN table would hide it.
 - References must be finite and > 0 [m]; anything else is a dataset error and raises `ValueError`.
+- `predictions` and `references` are flat sequences of the same length (a string, a bool or a nested list
+  is a `TypeError`/`ValueError` naming the argument); `task` must be a registered task.
 
 SILog follows BTS/ZoeDepth: `e = ln p - ln g`, `SILog = 100 * sqrt(mean(e^2) - mean(e)^2)`.
 """
@@ -66,10 +68,26 @@ def to_metres(predictions: Sequence[Any], task: str = "distance") -> list[float 
 
 
 def _as_arrays(predictions: Sequence[Any], references: Sequence[float], task: str) -> tuple[np.ndarray, ...]:
+    from depthlm_hf.tasks.text import get_task
+
+    get_task(task)  # an unknown task is an error even when no answer text needs its parser
+    for name, value in (("predictions", predictions), ("references", references)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            raise TypeError(f"`{name}` must be a sequence of values, got {type(value).__name__} {value!r:.80}.")
     values = to_metres(predictions, task)
-    refs = np.asarray(references, dtype=np.float64).reshape(-1)
+    try:
+        refs = np.asarray(references)
+        if refs.dtype == bool or not (np.issubdtype(refs.dtype, np.number) or refs.size == 0):
+            raise TypeError
+        refs = refs.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`references` must be numbers [m], got {list(references)[:5]!r}.") from None
+    if refs.ndim != 1:
+        raise ValueError(f"`references` must be a flat (N,) sequence, got shape {refs.shape}.")
     if len(values) != refs.shape[0]:
         raise ValueError(f"`predictions` has {len(values)} items and `references` {refs.shape[0]}; they must match.")
+    if not values:
+        raise ValueError("`predictions` and `references` are empty: there is nothing to score.")
     bad = ~(np.isfinite(refs) & (refs > 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -102,13 +120,13 @@ def depth_metrics(
         "num_valid": int(valid.sum()),
         "num_invalid": int(n - valid.sum()),
         "num_unparseable": int(unparseable.sum()),
-        "invalid_rate": float(n - valid.sum()) / n if n else math.nan,
-        "parse_failure_rate": float(unparseable.sum()) / n if n else math.nan,
+        "invalid_rate": float(n - valid.sum()) / n,
+        "parse_failure_rate": float(unparseable.sum()) / n,
     }
     p, g = preds[valid], refs[valid]
     ratio = np.maximum(p / g, g / p)
     for k in (1, 2, 3):
-        out[f"delta{k}"] = float((ratio < 1.25**k).sum()) / n if n else math.nan
+        out[f"delta{k}"] = float((ratio < 1.25**k).sum()) / n
     if p.size == 0:
         out.update({name: math.nan for name in METRIC_NAMES[3:]})
         return {key: out[key] for key in (*METRIC_NAMES, *COUNT_NAMES, *RATE_NAMES)}
@@ -127,14 +145,12 @@ def depth_metrics(
 def delta_accuracy(
     predictions: Sequence[Any], references: Sequence[float], threshold: float = 1.25, task: str = "distance"
 ) -> float:
-    """Fraction of all N samples with a valid prediction and `max(p/g, g/p) < threshold`; NaN when N = 0.
+    """Fraction of all N samples with a valid prediction and `max(p/g, g/p) < threshold`.
 
     >>> delta_accuracy([2.0] * 4, [1.0, 1.7, 2.4, 3.0])
     0.5
     """
     preds, refs, _ = _as_arrays(predictions, references, task)
-    if preds.size == 0:
-        return math.nan
     valid = np.isfinite(preds) & (preds > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.maximum(preds / refs, refs / preds)

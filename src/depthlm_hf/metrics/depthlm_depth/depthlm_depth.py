@@ -66,8 +66,8 @@ class DepthlmDepth(evaluate.Metric):
         # evaluate picks one input schema per batch; parsing text here lets one list mix text and numbers.
         if predictions is not None and any(isinstance(p, str) for p in predictions):
             predictions = to_metres(predictions, kwargs.get("task", "distance"))
-        if predictions is not None and references is not None and len(predictions) == len(references) == 0:
-            return depth_metrics([], [])  # evaluate cannot infer a schema from an empty batch
+        if predictions is not None and references is not None and (len(predictions) == 0 or len(references) == 0):
+            return depth_metrics(predictions, references, **kwargs)  # raises, naming the argument
         return super().compute(predictions=predictions, references=references, **kwargs)
 
     def _compute(self, predictions, references, task="distance"):
