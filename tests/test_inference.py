@@ -138,6 +138,8 @@ def test_two_point_task_groups_points_and_errors_are_clear(tiny):
         predictor.predict(flat_image(100), CAMERA, [[20, 20]], batch_size=0)
     with pytest.raises(ValueError, match="`points`"):
         predictor.predict(flat_image(100), CAMERA, [[500, 20]])
+    with pytest.raises(ValueError, match=r"`points` must have shape \(N, 2\).*\(2, 3\)"):
+        predictor.predict(flat_image(100), CAMERA, np.zeros((2, 3)))  # never read as 3 queries
     with pytest.raises(TypeError, match="`processor`"):
         DepthLMPredictor(tiny[0], object())
 

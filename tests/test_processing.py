@@ -268,6 +268,11 @@ def test_points_nesting_for_two_images_and_bad_shapes(tiny):
         processor.query_images(_image(), SMALL, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="`points` holds 1 arrays for 2 images"):
         processor.query_images([_image(), _image()], [SMALL, SMALL], [[80, 60]])
+    for bad in ([[True, False]], [["80", "60"]], [[80, None]], [[1 + 2j, 3]]):
+        with pytest.raises(ValueError, match=r"`points` must be an \(N, 2\) array of \[x, y\] pixels \(real numbers\)"):
+            processor.query_images(_image(), SMALL, bad)
+    with pytest.raises(ValueError, match=r"`points` must be finite pixels \[px\], got \[\[inf, 60.0\]\]"):
+        processor.query_images(_image(), SMALL, [[np.inf, 60]])
 
 
 def test_base_processor_is_built_once_and_rebuilt_on_reassignment(tiny):

@@ -81,15 +81,22 @@ def point_array(points: Any) -> np.ndarray:
     if points is None:
         return np.zeros((0, 2))
     try:
-        pts = np.asarray(points, dtype=np.float64)
+        raw = np.asarray(points)
+        # Booleans and strings would convert to floats silently; only real numbers are pixels.
+        if raw.size and raw.dtype.kind not in "iuf":
+            raise TypeError
+        pts = raw.astype(np.float64)
     except (ValueError, TypeError):
         raise ValueError(
-            f"`points` must be an (N, 2) array of [x, y] pixels; got a ragged or non-numeric {points!r}."
+            f"`points` must be an (N, 2) array of [x, y] pixels (real numbers); got a ragged or non-numeric "
+            f"{points!r:.200}."
         ) from None
     if pts.size == 0:
         return np.zeros((0, 2))
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"`points` must have shape (N, 2) ([x, y] per point), got an array of shape {pts.shape}.")
+    if not np.isfinite(pts).all():
+        raise ValueError(f"`points` must be finite pixels [px], got {pts[~np.isfinite(pts).all(axis=1)][:3].tolist()}.")
     return pts
 
 
