@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, str] = {
@@ -32,7 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"depthlm: unknown command {command!r}. Available: {', '.join(COMMANDS)}.\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"depthlm_hf.scripts.{command}")
-    result = module.main(rest)
+    try:
+        result = module.main(rest)
+    except (ValueError, TypeError) as err:
+        # Bad arguments and bad data raise ValueError/TypeError naming the argument: the message is the
+        # whole answer, a traceback would bury it. DEPTHLM_TRACEBACK=1 shows it for debugging.
+        if os.environ.get("DEPTHLM_TRACEBACK"):
+            raise
+        print(f"depthlm {command}: error: {err}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 

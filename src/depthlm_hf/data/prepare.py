@@ -5,12 +5,19 @@ A manifest is a jsonl file, one RGB-D image per line: `{"rgb": "a.png", "depth":
 paths relative to the manifest's folder. Depth files are `.npy` arrays or 16-bit/float images.
 The output folder gets `rgb/<n>.png` and `<dataset>.jsonl` with `num_points` labelled pixels per
 image (paper: 100), drawn deterministically from `seed`.
+
+Arguments are checked before anything is read (scales > 0, 0 <= min_depth < max_depth, a manifest that is
+a regular jsonl file of entries). A manifest entry that cannot be converted is skipped, logged and counted
+in the summary's `skipped` by reason: `bad_json`, `missing_field`, `unreadable_rgb`, `unreadable_depth`,
+`unreadable_mask` (missing, special, corrupt or larger than `max_pixels` files), `bad_entry` (e.g.
+intrinsics that do not match the image) and `no_valid_pixel`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +31,7 @@ from tqdm.auto import tqdm
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.records import to_jsonable
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
-from depthlm_hf.prompting.imaging import load_image
+from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, check_regular_file, load_image, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +53,74 @@ class PrepareArguments:
     max_depth: float = field(default=float("inf"), metadata={"help": "Largest Euclidean distance kept [m]."})
     border: int = field(default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."})
     dataset: str | None = field(default=None, metadata={"help": "Dataset name (default: the output folder's name)."})
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata={"help": "Largest RGB, depth or mask image read [px] (decompression-bomb guard); raise it if trusted."},
+    )
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "manifest"):
             raise ValueError(f"`source` must be 'synthetic' or 'manifest', got {self.source!r}.")
-        if self.source == "manifest" and not self.manifest:
-            raise ValueError("`manifest` is required with `source=manifest`.")
         if self.depth_kind not in ("z", "euclidean"):
             raise ValueError(f"`depth_kind` must be 'z' or 'euclidean', got {self.depth_kind!r}.")
-        for name in ("num_images", "num_points"):
+        for name in ("num_images", "num_points", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")
+        if not (math.isfinite(self.depth_scale) and self.depth_scale > 0):
+            raise ValueError(f"`depth_scale` must be finite and > 0 (depth units per metre), got {self.depth_scale}.")
+        if not (self.min_depth >= 0 and self.max_depth > self.min_depth):
+            raise ValueError(
+                f"`min_depth` and `max_depth` must satisfy 0 <= min_depth < max_depth [m], got "
+                f"{self.min_depth} and {self.max_depth}."
+            )
+        if self.border < 0:
+            raise ValueError(f"`border` must be >= 0 [px], got {self.border}.")
+        if self.source == "manifest":
+            check_manifest(self.manifest)
 
 
-def read_depth(path: Path) -> np.ndarray:
-    """A depth map (H, W) from `.npy` or an image file (16-bit PNG, float TIFF), as stored (not scaled)."""
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    with Image.open(path) as image:
-        return np.asarray(image)
+MANIFEST_KEYS = ("rgb", "depth", "intrinsics")
+
+
+def check_manifest(manifest: str | None) -> None:
+    """Refuse, up front, a `manifest` that is missing, not a regular file, or whose first line is not a manifest
+    entry (a JSON object with `rgb`, `depth` and `intrinsics`): a wrong file, not a few bad lines."""
+    if not manifest:
+        raise ValueError("`manifest` is required with `source=manifest`: a jsonl file of RGB-D entries.")
+    try:
+        check_regular_file(manifest, "manifest")
+        with open(manifest, "rb") as f:
+            first = next((line for line in iter(lambda: f.readline(1 << 20), b"") if line.strip()), b"")
+        entry = json.loads(first)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"`manifest` {manifest!r} is not a readable jsonl manifest: {str(err)[:200]}") from None
+    if not isinstance(entry, dict) or any(key not in entry for key in MANIFEST_KEYS):
+        raise ValueError(
+            f"`manifest` {manifest!r} does not look like an RGB-D manifest: its first entry must be a JSON object "
+            f"with {', '.join(MANIFEST_KEYS)} (see `depthlm_hf.data.prepare`), got {first[:200]!r}."
+        )
+
+
+def read_depth(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, argument: str = "depth") -> np.ndarray:
+    """A depth map (H, W) from `.npy` or an image file (16-bit PNG, float TIFF), as stored (not scaled).
+
+    Guarded like RGB images: only a regular file is read, and a map of more than `max_pixels` pixels is
+    refused from its header before its data are loaded; every failure is a ValueError naming `argument`.
+    """
+    if path.suffix != ".npy":
+        return np.asarray(open_image(path, max_pixels, argument))
+    check_regular_file(path, argument)
+    try:
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+        shape = header.shape
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"`{argument}` {str(path)!r} is not a readable .npy array: {err}") from None
+    if len(shape) != 2 or math.prod(shape) > max_pixels:
+        raise ValueError(
+            f"`{argument}` {str(path)!r} must be an (H, W) map of at most `max_pixels` = {max_pixels} values, "
+            f"got shape {shape}."
+        )
+    return np.array(header)
 
 
 def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -73,13 +129,24 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
         for index, line in enumerate(line for line in f if line.strip()):
             try:
                 entry = json.loads(line)
-                rgb = load_image(manifest.parent / entry["rgb"])
-                depth = read_depth(manifest.parent / entry["depth"])
-                mask = read_depth(manifest.parent / entry["mask"]).astype(bool) if entry.get("mask") else None
+            except (ValueError, RecursionError) as err:
+                yield index, None, f"bad_json: {str(err)[:200]}"
+                continue
+            try:
+                reason = "missing_field"
+                rgb_path, depth_path, intrinsics = (entry[key] for key in MANIFEST_KEYS)
+                reason = "unreadable_rgb"
+                rgb = load_image(manifest.parent / rgb_path, args.max_pixels)
+                reason = "unreadable_depth"
+                depth = read_depth(manifest.parent / depth_path, args.max_pixels)
+                reason = "unreadable_mask"
+                mask = entry.get("mask")
+                mask = read_depth(manifest.parent / mask, args.max_pixels, "mask").astype(bool) if mask else None
+                reason = "bad_entry"
                 record = rgbd_to_record(
                     rgb,
                     depth,
-                    entry["intrinsics"],
+                    intrinsics,
                     args.num_points,
                     np.random.SeedSequence([args.seed, index]).generate_state(1)[0],
                     depth_kind=args.depth_kind,
@@ -87,10 +154,12 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
                     valid_mask=mask,
                     depth_range=(args.min_depth, args.max_depth),
                     border=args.border,
-                    scene=str(entry.get("scene", Path(entry["rgb"]).stem)),
+                    scene=str(entry.get("scene", Path(str(rgb_path)).stem)),
                 )
-            except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
-                yield index, None, f"{type(err).__name__}: {err}"
+            # One bad entry (a missing key, a path of the wrong type, an unreadable or mismatched file) is
+            # skipped and counted by the step that failed; the rest of the manifest is still converted.
+            except (OSError, KeyError, TypeError, ValueError, OverflowError, AttributeError) as err:
+                yield index, None, f"{reason}: {type(err).__name__}: {str(err)[:300]}"
                 continue
             yield index, record, ""
 
@@ -123,14 +192,16 @@ def prepare(args: PrepareArguments) -> dict[str, Any]:
     with open(jsonl, "w") as f:
         for index, record, error in tqdm(items, total=total, desc=f"prepare {name}", unit="img"):
             if record is None:
-                summary["skipped"]["unreadable"] += 1
+                summary["skipped"][error.split(":", 1)[0]] += 1
                 logger.warning("manifest line %d skipped: %s", index, error)
                 continue
             if len(record["depth"]) == 0:
                 summary["skipped"]["no_valid_pixel"] += 1
                 continue
             relative = f"rgb/{index:07d}.png"
-            image = record["image"] if isinstance(record["image"], Image.Image) else load_image(record["image"])
+            image = record["image"]
+            if not isinstance(image, Image.Image):
+                image = load_image(image, args.max_pixels)
             image.save(out / relative)
             record = {**record, "image": relative, "dataset": name}
             record.pop("index", None)

@@ -41,6 +41,7 @@ from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.prompting.queries import Points, camera_list, check_size, group_points, image_list, points_per_image
+from depthlm_hf.resources import check_model_source, resolve_device
 from depthlm_hf.tasks import text as answers
 
 DEFAULT_MAX_NEW_TOKENS = 8
@@ -318,7 +319,8 @@ class DepthLMPredictor(QueryPredictor):
         `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`, `fast_images`)."""
         from transformers import AutoModelForImageTextToText
 
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        check_model_source(str(path), "path")
+        device = resolve_device(device)
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(

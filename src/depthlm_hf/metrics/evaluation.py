@@ -46,6 +46,7 @@ from depthlm_hf.metrics.report import (
 from depthlm_hf.prompting.markers import MarkerStyle
 from depthlm_hf.prompting.presets import PRESETS
 from depthlm_hf.prompting.queries import focal_transform, markable_points, point_array
+from depthlm_hf.resources import check_model_source, resolve_device
 from depthlm_hf.tasks import text as answers
 
 
@@ -97,6 +98,14 @@ class EvalArguments:
             raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}.")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"Unknown `preset` {self.preset!r}. Available: {', '.join(PRESETS)}.")
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)}.")
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0 (it seeds numpy's SeedSequence), got {self.seed}.")
+        resolve_device(self.device)
+        if not self.model.startswith("constant:"):
+            check_model_source(self.model, "model")
 
     def data_specs(self) -> list[DatasetSpec]:
         """The `data` entries parsed (unique names)."""

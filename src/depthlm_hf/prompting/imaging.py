@@ -34,21 +34,7 @@ def load_image(
             )
         image = Image.fromarray(image)
     elif isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        check_regular_file(path, "image")
-        try:
-            opened = _open_header(path, max_pixels)
-        except Image.DecompressionBombError as err:
-            raise ValueError(f"`image` {str(path)!r} is too large to open safely: {err}") from None
-        # PIL's decoders raise assorted types on hostile files (OSError, SyntaxError, struct.error, ...).
-        except Exception as err:
-            raise ValueError(f"`image` {str(path)!r} is not a readable image: {err}") from None
-        _check_pixels(opened, max_pixels)
-        try:
-            opened.load()
-        except Exception as err:
-            raise ValueError(f"`image` {str(path)!r} is corrupt or truncated: {err}") from None
-        image = opened
+        image = open_image(image, max_pixels)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"`image` must be a path, a PIL image or a numpy array, got {type(image).__name__}.")
     _check_pixels(image, max_pixels)
@@ -78,6 +64,29 @@ def _open_header(path: Path, max_pixels: int) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = limit
 
 
+def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, argument: str = "image") -> Image.Image:
+    """The image file at `path`, decoded in its own mode (no conversion), or a ValueError naming `argument`.
+
+    Guarded like every image this library reads: only a regular file is opened, its size is checked
+    against `max_pixels` from the header before any pixel is decoded, and decoder errors become ValueErrors.
+    """
+    path = Path(path)
+    check_regular_file(path, argument)
+    try:
+        opened = _open_header(path, max_pixels)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"`{argument}` {str(path)!r} is too large to open safely: {err}") from None
+    # PIL's decoders raise assorted types on hostile files (OSError, SyntaxError, struct.error, ...).
+    except Exception as err:
+        raise ValueError(f"`{argument}` {str(path)!r} is not a readable image: {err}") from None
+    _check_pixels(opened, max_pixels, argument)
+    try:
+        opened.load()
+    except Exception as err:
+        raise ValueError(f"`{argument}` {str(path)!r} is corrupt or truncated: {err}") from None
+    return opened
+
+
 def check_regular_file(path: str | os.PathLike, argument: str = "image") -> None:
     """Raise a ValueError naming `argument` unless `path` is an existing regular file (symbolic links followed).
 
@@ -99,10 +108,10 @@ def check_regular_file(path: str | os.PathLike, argument: str = "image") -> None
         raise ValueError(f"`{argument}` {str(path)!r} is not a regular file.")
 
 
-def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+def _check_pixels(image: Image.Image, max_pixels: int, argument: str = "image") -> None:
     if image.width * image.height > max_pixels:
         raise ValueError(
-            f"`image` has {image.width}x{image.height} = {image.width * image.height} pixels, more than "
+            f"`{argument}` has {image.width}x{image.height} = {image.width * image.height} pixels, more than "
             f"`max_pixels` = {max_pixels}; raise `max_pixels` if the image is trusted."
         )
 

@@ -179,6 +179,16 @@ class DepthLMScriptArguments:
         return parse_dataset_specs(self.dataset, "dataset")
 
 
+def check_trainer_arguments(args: Any) -> None:
+    """Refuse trainer arguments that would fail deep inside a run (a negative seed, an empty batch), naming
+    the argument, before anything is loaded."""
+    if args.seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0 (it seeds numpy's SeedSequence), got {args.seed}.")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(args, name)}.")
+
+
 @dataclass
 class DepthLMSFTConfig(SFTConfig):
     """`trl.SFTConfig` with DepthLM's defaults: loss on the answer only, no truncation (a truncated sequence
@@ -196,6 +206,10 @@ class DepthLMSFTConfig(SFTConfig):
         default=0.1,
         metadata={"help": "Warmup steps, or a fraction of the training steps when < 1 (paper: 0.1)."},
     )
+
+    def __post_init__(self) -> None:
+        check_trainer_arguments(self)
+        super().__post_init__()
 
 
 @dataclass
@@ -229,3 +243,7 @@ class DepthLMGRPOConfig(GRPOConfig):
     max_completion_length: int | None = field(
         default=256, metadata={"help": "Maximum generated tokens per completion (think + answer)."}
     )
+
+    def __post_init__(self) -> None:
+        check_trainer_arguments(self)
+        super().__post_init__()

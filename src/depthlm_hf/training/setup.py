@@ -18,6 +18,7 @@ from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
 from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.resources import check_model_source
 from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
 from depthlm_hf.training.configs import DepthLMScriptArguments
 from depthlm_hf.training.modelcard import write_model_card
@@ -37,6 +38,7 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
         from depthlm_hf.models.tiny import tiny_processor
 
         return _with_overrides(tiny_processor(), overrides)
+    check_model_source(name, "model_name_or_path")
     saved = saved_processor_config(name, model_args.model_revision)
     if "depthlm_processor_class" in saved:
         processor = DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision)

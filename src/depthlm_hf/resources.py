@@ -1,0 +1,70 @@
+"""Where a run's model and device come from, checked before anything is loaded.
+
+Without these checks a missing model folder surfaces as transformers' "Repo id must use alphanumeric
+chars" error, and `--device cuda` on a machine without CUDA as a deep torch error after the model loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+_REPO_ID = re.compile(r"^(?![.-])[\w.-]{1,96}(?<![.-])(?:/(?![.-])[\w.-]{1,96}(?<![.-]))?$")
+
+
+def check_model_source(name: str, argument: str = "model") -> str:
+    """`name` when it is an existing folder or could be a Hub repo id (`name` or `namespace/name`); else a
+    ValueError naming `argument` (a path that does not exist is reported as such, not as a bad repo id).
+
+    >>> check_model_source("Qwen/Qwen2.5-VL-3B-Instruct")
+    'Qwen/Qwen2.5-VL-3B-Instruct'
+    >>> check_model_source("./runs/missing")
+    Traceback (most recent call last):
+    ...
+    ValueError: `model` './runs/missing' is not an existing folder (nor a Hugging Face Hub repo id such as 'Qwen/Qwen2.5-VL-3B-Instruct').
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`{argument}` must be a folder or a Hub repo id, got {name!r}.")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return name
+    if path.exists():
+        raise ValueError(f"`{argument}` {name!r} is a file; pass the checkpoint folder that holds it.")
+    if ".." in name or "--" in name or not _REPO_ID.match(name):
+        raise ValueError(
+            f"`{argument}` {name!r} is not an existing folder (nor a Hugging Face Hub repo id such as "
+            "'Qwen/Qwen2.5-VL-3B-Instruct')."
+        )
+    return name
+
+
+def resolve_device(device: str | torch.device | None, argument: str = "device") -> torch.device:
+    """The torch device to run on: `device`, or the first GPU when there is one, else the CPU; a ValueError
+    naming `argument` for a device string torch does not know or an accelerator this machine lacks.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: `device` 'gpu' is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"`{argument}` {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise ValueError(
+                f"`{argument}` {str(device)!r} asks for a CUDA GPU but this machine has {count} visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); use 'cpu' or leave it unset."
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"`{argument}` 'mps' is not available on this machine; use 'cpu' or leave it unset.")
+    return resolved
