@@ -21,10 +21,10 @@ def check_model_source(name: str, argument: str = "model") -> str:
 
     >>> check_model_source("Qwen/Qwen2.5-VL-3B-Instruct")
     'Qwen/Qwen2.5-VL-3B-Instruct'
-    >>> check_model_source("./runs/missing")
+    >>> check_model_source("./runs/missing")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: `model` './runs/missing' is not an existing folder (nor a Hugging Face Hub repo id such as 'Qwen/Qwen2.5-VL-3B-Instruct').
+    ValueError: `model` './runs/missing' is not an existing folder (nor a Hugging Face Hub repo id such as ...).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"`{argument}` must be a folder or a Hub repo id, got {name!r}.")
@@ -57,7 +57,8 @@ def resolve_device(device: str | torch.device | None, argument: str = "device") 
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"`{argument}` {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
+        allowed = "use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        raise ValueError(f"`{argument}` {device!r} is not a torch device; {allowed}.") from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (resolved.index is not None and resolved.index >= count):

@@ -55,7 +55,7 @@ class PrepareArguments:
     dataset: str | None = field(default=None, metadata={"help": "Dataset name (default: the output folder's name)."})
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
-        metadata={"help": "Largest RGB, depth or mask image read [px] (decompression-bomb guard); raise it if trusted."},
+        metadata={"help": "Largest RGB, depth or mask image read [px] (decompression-bomb guard); raise if trusted."},
     )
 
     def __post_init__(self) -> None:
