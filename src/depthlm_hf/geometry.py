@@ -20,6 +20,7 @@ import numpy as np
 
 FocalMode = Literal["xy", "fx"]
 
+
 class UnifiedImageTooLargeError(ValueError):
     """The focal-unified image would exceed its pixel limit (:func:`unify_focal_length`); data views skip
     such records and count them as `unified_too_large`."""
@@ -210,7 +211,7 @@ def unify_focal_length(
     >>> unify_focal_length(CameraIntrinsics(0.5, 0.5, 320, 240, 640, 480), 1000.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, ...] ... a 1.28e+06 x 9.6e+05 px unified image, ...
+    depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, ...] 1.28e+06 x 9.6e+05 px unified image, ...
     """
     focal_length = _check_finite_positive("focal_length", focal_length)
     if mode == "xy":
