@@ -211,7 +211,7 @@ def unify_focal_length(
     >>> unify_focal_length(CameraIntrinsics(0.5, 0.5, 320, 240, 640, 480), 1000.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, ... give a 1.28e+06 x 9.6e+05 px unified image...$
+    depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, ... give a 1.28e+06 x 9.6e+05 px unified image...
     """
     focal_length = _check_finite_positive("focal_length", focal_length)
     if mode == "xy":
