@@ -38,7 +38,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "con
         (["eval", "--model", "constant:2", "--data", "a=x.jsonl", "a=y.jsonl"], "`data` names must be unique"),
         (["sft", "--config", str(RECIPE), "--seed", "-1"], "`seed` must be an integer >= 0"),
         (["sft", "--config", str(RECIPE), "--per_device_train_batch_size", "0"], "`per_device_train_batch_size`"),
-        (["grpo", "--model_name_or_path", "tiny", "--seed", "-3"], "`seed` must be an integer >= 0 (it seeds numpy's SeedSequence), got -3"),
+        (["grpo", "--model_name_or_path", "tiny", "--seed", "-3"], "SeedSequence), got -3"),
         (["sft", "--config", str(RECIPE), "--model_name_or_path", "/no/such/run"], "`model_name_or_path` '/no/such"),
         (["prepare", "--output_dir", "x", "--depth_scale", "0"], "`depth_scale` must be finite and > 0"),
         (["prepare", "--output_dir", "x", "--source", "manifest"], "`manifest` is required"),
