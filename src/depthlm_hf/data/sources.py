@@ -35,9 +35,11 @@ class DatasetSpec:
     image_root: str
     weight: float = 1.0
 
-    def load(self) -> CuratedDataset:
-        """The dataset's records, read lazily (`depthlm_hf.data.load_curated`)."""
-        return load_curated(self.jsonl, self.image_root, dataset=self.name)
+    def load(self, max_pixels: int | None = None) -> CuratedDataset:
+        """The dataset's records, read lazily (`depthlm_hf.data.load_curated`), images up to `max_pixels`
+        (default: the loader's limit; pass the processor's `max_image_pixels` so that a raised limit holds)."""
+        limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+        return load_curated(self.jsonl, self.image_root, dataset=self.name, **limit)
 
 
 def parse_dataset_spec(entry: str | Mapping[str, Any], argument: str = "dataset") -> DatasetSpec:

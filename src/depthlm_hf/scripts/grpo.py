@@ -28,6 +28,7 @@ from depthlm_hf.training.setup import (
     peft_config,
     resume_checkpoint,
     save_outputs,
+    skip_report,
 )
 from depthlm_hf.training.trainers import DepthLMGRPOTrainer
 
@@ -54,7 +55,8 @@ def train(
 
     processor = load_processor(model_args, script_args)
     processor.system_prompt = training_args.system_prompt or None
-    train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="grpo")
+    report = skip_report(script_args, training_args)  # skipped records: printed, checked, data_skips.json
+    train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="grpo", report=report)
     model = load_model(model_args, training_args)
 
     trainer = DepthLMGRPOTrainer(
@@ -65,7 +67,7 @@ def train(
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config(model_args),
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), report],
     )
     trainer.card_info = card_info_from_args(
         script_args, training_args, processor, model_args.model_name_or_path, "grpo", peft=model_args.use_peft

@@ -26,6 +26,7 @@ from depthlm_hf.training.setup import (
     peft_config,
     resume_checkpoint,
     save_outputs,
+    skip_report,
 )
 from depthlm_hf.training.trainers import AnswerOnlyCollator, DepthLMSFTTrainer
 
@@ -48,7 +49,8 @@ def train(
     training_args.remove_unused_columns = False
 
     processor = load_processor(model_args, script_args)
-    train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft")
+    report = skip_report(script_args, training_args)  # skipped records: printed, checked, data_skips.json
+    train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft", report=report)
     model = load_model(model_args, training_args)
 
     collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
@@ -60,7 +62,7 @@ def train(
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config(model_args),
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), report],
     )
     trainer.card_info = card_info_from_args(
         script_args, training_args, processor, model_args.model_name_or_path, "sft", peft=model_args.use_peft

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from trl import GRPOConfig, SFTConfig
 
+from depthlm_hf.data.skips import DEFAULT_MAX_SKIPPED_FRACTION, check_limit
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.data.synthetic.scenes import get_config as scene_config
 from depthlm_hf.tasks.text import TASKS
@@ -129,6 +130,20 @@ class DepthLMScriptArguments:
         default=0,
         metadata={"help": "Samples of the deterministic evaluation view used for `eval_strategy` (0: no evaluation)."},
     )
+    max_skipped_fraction: float = field(
+        default=DEFAULT_MAX_SKIPPED_FRACTION,
+        metadata={
+            "help": "Largest share of records a run may skip (bad lines, missing or unreadable images), at the "
+            "start scan and among the records drawn in training; above it the run fails (0..1)."
+        },
+    )
+    scan_data: bool = field(
+        default=True,
+        metadata={
+            "help": "Scan every curated record (and that its image file exists) before training and report the "
+            "skips; turn off for very large datasets (the counts then come from the records drawn)."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.dataset_specs()
@@ -152,6 +167,7 @@ class DepthLMScriptArguments:
             scene_config(self.synthetic)
         except ValueError as err:
             raise ValueError(f"`synthetic`: {err}") from None
+        check_limit(self.max_skipped_fraction)
         if self.unified_focal_length is not None and self.unified_focal_length <= 0:
             raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
 

@@ -21,6 +21,7 @@ from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source
 from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
 from depthlm_hf.training.configs import DepthLMScriptArguments
+from depthlm_hf.training.data_report import DataSkipReport
 from depthlm_hf.training.modelcard import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -106,10 +107,11 @@ def num_train_samples(training_args: Any) -> int:
     )
 
 
-def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, Any]:
-    """Record sources by name: the curated datasets (read lazily), or the synthetic preset's scenes."""
+def record_sources(script_args: DepthLMScriptArguments, seed: int, max_pixels: int | None = None) -> dict[str, Any]:
+    """Record sources by name: the curated datasets (read lazily, images up to `max_pixels`, default the
+    loader's), or the synthetic preset's scenes."""
     if script_args.dataset:
-        return {spec.name: spec.load() for spec in script_args.dataset_specs()}
+        return {spec.name: spec.load(max_pixels) for spec in script_args.dataset_specs()}
     overrides = {}
     if script_args.synthetic_image_size is not None:
         width, height = script_args.synthetic_image_size
@@ -124,8 +126,15 @@ def record_sources(script_args: DepthLMScriptArguments, seed: int) -> dict[str, 
     return {f"synthetic_{script_args.synthetic}": scenes}
 
 
-def training_view(script_args: DepthLMScriptArguments, processor: DepthLMProcessor, seed: int, kind: str) -> Any:
-    """The (mixture of) training view(s) of `depthlm_hf.data.views` for the run."""
+def training_view(
+    script_args: DepthLMScriptArguments,
+    processor: DepthLMProcessor,
+    seed: int,
+    kind: str,
+    report: DataSkipReport | None = None,
+) -> Any:
+    """The (mixture of) training view(s) of `depthlm_hf.data.views` for the run; `report` scans the sources
+    and watches the views (skipped records by reason)."""
     weights = script_args.task_weights or [1.0] * len(script_args.tasks)
     config = TrainingViewConfig(
         crop=script_args.crop_width is not None,
@@ -135,22 +144,31 @@ def training_view(script_args: DepthLMScriptArguments, processor: DepthLMProcess
         aspect_jitter=tuple(script_args.aspect_jitter) if script_args.aspect_jitter else None,
         tasks=dict(zip(script_args.tasks, weights, strict=True)),
     )
-    sources = record_sources(script_args, seed)
+    sources = record_sources(script_args, seed, processor.max_image_pixels)
     views = {
         name: TrainingView(source, processor, config, seed=seed, row_format=kind) for name, source in sources.items()
     }
+    if report is not None:
+        for name, source in sources.items():
+            report.scan(name, source)
+            report.watch(name, views[name])
     if len(views) == 1:
         return next(iter(views.values()))
     return MixtureView(views, weights=[spec.weight for spec in script_args.dataset_specs()], seed=seed)
 
 
 def build_datasets(
-    script_args: DepthLMScriptArguments, processor: DepthLMProcessor, training_args: Any, kind: str
+    script_args: DepthLMScriptArguments,
+    processor: DepthLMProcessor,
+    training_args: Any,
+    kind: str,
+    report: DataSkipReport | None = None,
 ) -> tuple[Dataset, Dataset | None]:
     """The training dataset of the run, and an evaluation one (other rows of the same views) when
-    `eval_samples` > 0."""
+    `eval_samples` > 0; `report` scans the training sources and counts what their views skip."""
     seed = training_args.seed
-    train = index_dataset(num_train_samples(training_args), training_view(script_args, processor, seed, kind), kind)
+    view = training_view(script_args, processor, seed, kind, report)
+    train = index_dataset(num_train_samples(training_args), view, kind)
     evaluation = None
     if script_args.eval_samples:
         eval_view = training_view(script_args, processor, seed + 1_000_003, kind)
@@ -222,6 +240,11 @@ def resume_checkpoint(training_args: Any) -> str | bool | None:
     if last is None:
         logger.info("No complete checkpoint in %s: training from the start.", training_args.output_dir)
     return last
+
+
+def skip_report(script_args: DepthLMScriptArguments, training_args: Any) -> DataSkipReport:
+    """The run's report of skipped records (a trainer callback), writing `data_skips.json` to `output_dir`."""
+    return DataSkipReport(script_args.max_skipped_fraction, training_args.output_dir, scan=script_args.scan_data)
 
 
 def save_outputs(trainer: Any, processor: DepthLMProcessor, card_info: Any, output_dir: str) -> None:
