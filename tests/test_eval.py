@@ -190,15 +190,45 @@ def test_unreadable_image_is_skipped_and_counted(dataset, tiny_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(dataset, broken)
     (broken / "rgb" / "1.png").write_bytes(b"not a png")
-    results = main(
-        ["--model", str(tiny_dir), "--data", spec(broken), "--num_samples", "all", "--plots", "false",
-         "--output_dir", str(tmp_path / "out")]
-    )  # fmt: skip
+    argv = ["--model", str(tiny_dir), "--data", spec(broken), "--num_samples", "all", "--plots", "false",
+            "--output_dir", str(tmp_path / "out")]  # fmt: skip
     # rgb/1.png is record 1's image and record 0's second view: both records become unreadable.
+    message = r"toy/distance at end: 10 of 15 samples skipped \(66.7%\): unreadable_image 10, more than `max_skipped"
+    with pytest.raises(ValueError, match=message):
+        main(argv)
+    results = main([*argv, "--max_skipped_fraction", "1"])  # resumes the saved predictions, then accepts the loss
     metrics = results["distance"]["toy"]
     assert metrics["skipped_samples"] == 10 and metrics["num_samples"] == 5
+    assert metrics["skipped_sample_reasons"] == {"unreadable_image": 10}
+    assert metrics["skipped_records"] == {"total": 3, "skipped": 0, "skipped_fraction": 0.0, "reasons": {}}
     lines = (tmp_path / "out/toy/distance/predictions.jsonl").read_text().splitlines()
     assert sum('"skipped": "unreadable_image"' in line for line in lines) == 10
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["distance"]["toy"]
+    assert saved["skipped_sample_reasons"] == {"unreadable_image": 10}
+
+
+def test_records_left_out_of_the_evaluation_set_are_reported(dataset, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    record = {"intrinsics": CAMERA, "pixel_coords": [[50, 40]], "depth": [2.0]}
+    with open(broken / "val.jsonl", "a") as f:
+        f.write(json.dumps({**record, "image": "rgb/missing.png"}) + "\n")  # leaves the evaluation set
+        f.write(json.dumps({**record, "image": "rgb/0.png", "intrinsics": [1, 2]}) + "\n")
+    argv = ["--model", "constant:2.0", "--data", spec(broken), "--num_samples", "all", "--plots", "false",
+            "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    message = r"toy/distance at start: 2 of 5 records skipped \(40.0%\): bad_intrinsics 1, unreadable_image 1, more"
+    with pytest.raises(ValueError, match=message):
+        main(argv)
+    results = main([*argv, "--max_skipped_fraction", "0.5"])
+    printed = capsys.readouterr().out
+    assert "toy/distance at start: 2 of 5 records skipped (40.0%): bad_intrinsics 1, unreadable_image 1" in printed
+    assert "toy/distance at end: 0 of 15 samples skipped (0.0%)" in printed
+    skipped = results["distance"]["toy"]["skipped_records"]
+    assert skipped == {"total": 5, "skipped": 2, "skipped_fraction": 0.4,
+                       "reasons": {"bad_intrinsics": 1, "unreadable_image": 1}}  # fmt: skip
+    assert results["distance"]["toy"]["num_samples"] == 15  # the three readable records, as before
 
 
 def test_official_pixtral_format_through_the_runner(dataset, tmp_path):

@@ -108,22 +108,31 @@ class EvaluationView(_View):
 
 
 def build_samples(
-    source, processor, task: str, num_samples: int | None, seed: int, protocol: Protocol = "fixed"
+    source,
+    processor,
+    task: str,
+    num_samples: int | None,
+    seed: int,
+    protocol: Protocol = "fixed",
+    stats: Counter[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The fixed evaluation samples of `task`: `{"id", "record_index", "point_indices", "label", "fields"}`.
 
     Single-point tasks use the (record, pixel) pairs of `EvaluationView`; "two_point_distance" pairs each
     of them with another eligible pixel of the same record; "translation" takes records with a second
     view. Question fields (speed, time) come from a generator seeded by `(seed, id, task)`. With `protocol`
-    "official" the distance task gets the release's 128 samples (`official_pairs`).
+    "official" the distance task gets the release's 128 samples (`official_pairs`). `stats`, when given,
+    receives the scan's counts: `ok` records and those left out of the set, by reason.
     """
     if protocol == "official" and task != "distance":
         raise ValueError(f"`protocol` 'official' evaluates the distance task only (as the release), not {task!r}.")
     paths = source.with_paths()
     if task == "translation":
-        return _translation_samples(paths, num_samples, seed)
+        return _translation_samples(paths, num_samples, seed, Counter() if stats is None else stats)
     view_task = task if task in ("distance", "z_distance") else "distance"
     view = EvaluationView(paths, processor, num_samples=num_samples, seed=seed, task=view_task, protocol=protocol)
+    if stats is not None:
+        stats.update(view.stats)
     samples, record = [], None
     for k, (record_index, point_index) in enumerate(view.pairs.tolist()):
         if record is None or record["index"] != record_index:
@@ -148,14 +157,17 @@ def build_samples(
     return samples
 
 
-def _translation_samples(paths, num_samples: int | None, seed: int) -> list[dict[str, Any]]:
+def _translation_samples(paths, num_samples: int | None, seed: int, stats: Counter[str]) -> list[dict[str, Any]]:
     ids = []
     for index in range(len(paths)):
         try:
-            if paths[index].get("translation") is not None:
-                ids.append(index)
-        except ValueError:  # an invalid record: the curated loader says why
+            record = paths[index]
+        except InvalidRecordError as err:
+            stats[err.reason] += 1
             continue
+        stats["ok"] += 1
+        if record.get("translation") is not None:
+            ids.append(index)
     if num_samples is not None and num_samples < len(ids):
         ids = sorted(np.random.default_rng(seed).choice(ids, size=num_samples, replace=False).tolist())
     samples = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,14 @@ from tqdm.auto import tqdm
 
 from depthlm_hf.data import InvalidRecordError
 from depthlm_hf.data.evaluation import PROTOCOLS, build_samples
+from depthlm_hf.data.skips import (
+    DEFAULT_MAX_SKIPPED_FRACTION,
+    check_limit,
+    check_skipped_fraction,
+    describe,
+    skip_counts,
+    skip_summary,
+)
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.inference.ranks import Ranks, launched_ranks
@@ -85,6 +94,13 @@ class EvalArguments:
     plots: bool = field(default=True, metadata={"help": "Draw delta1 bars and predicted-vs-true plots."})
     overwrite: bool = field(default=False, metadata={"help": "Discard saved predictions instead of resuming."})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
+    max_skipped_fraction: float = field(
+        default=DEFAULT_MAX_SKIPPED_FRACTION,
+        metadata={
+            "help": "Largest share of records left out of an evaluation set, or of its samples skipped for "
+            "unreadable images, that a run accepts (0..1); above it the run fails."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -104,6 +120,7 @@ class EvalArguments:
         if self.seed < 0:
             raise ValueError(f"`seed` must be an integer >= 0 (it seeds numpy's SeedSequence), got {self.seed}.")
         resolve_device(self.device)
+        check_limit(self.max_skipped_fraction)
         if not self.model.startswith("constant:"):
             check_model_source(self.model, "model")
 
@@ -258,7 +275,11 @@ def run_dataset_task(
     run (model fingerprint, settings, evaluation set); a mismatch raises unless `args.overwrite`.
     """
     ranks = ranks or Ranks()
-    samples = build_samples(source, model.processor, task, args.sample_count, args.seed, args.protocol)
+    scan: Counter[str] = Counter()
+    samples = build_samples(source, model.processor, task, args.sample_count, args.seed, args.protocol, stats=scan)
+    skipped_records = skip_summary(scan["ok"] + sum(skip_counts(scan).values()), skip_counts(scan))
+    # On every rank (all raise together); printed once.
+    _report_skips(f"{name}/{task} at start", skipped_records, args.max_skipped_fraction, "records", ranks.is_main)
     info = run_info(args, fingerprint or model_fingerprint(args.model), name, source, task, samples)
     info_path = folder / "run.json"
     check_run_info(info_path, info, args.overwrite)  # on every rank, so that all raise together
@@ -289,8 +310,18 @@ def run_dataset_task(
         return None
     merged = merge_predictions(folder, [s["id"] for s in samples])
     rows = [r for r in merged if "skipped" not in r]
+    reasons = Counter(r["skipped"] for r in merged if "skipped" in r)
+    skipped_samples = skip_summary(len(samples), dict(sorted(reasons.items())))
+    _report_skips(f"{name}/{task} at end", skipped_samples, args.max_skipped_fraction, "samples")
+    if not rows:
+        raise ValueError(
+            f"`data` {name!r} has no sample to evaluate for task {task!r} ({len(samples)} samples, "
+            f"{describe('records', skipped_records)}): check the dataset or drop the task."
+        )
     metrics = depth_metrics([r["prediction"] for r in rows], [r["label"] for r in rows], task=task)
     metrics["skipped_samples"] = len(samples) - len(rows)
+    metrics["skipped_sample_reasons"] = skipped_samples["reasons"]
+    metrics["skipped_records"] = skipped_records
     metrics["seconds"] = time.perf_counter() - start
     metrics["resumed_samples"] = len(samples) - sum(map(len, todo))
     if args.plots and rows:
@@ -303,6 +334,18 @@ def run_dataset_task(
             unit,
         )
     return metrics
+
+
+def _load(spec: DatasetSpec, model) -> Any:
+    """The dataset's records, images up to the model processor's `max_image_pixels` (a raised limit holds)."""
+    return spec.load(getattr(model.processor, "max_image_pixels", None))
+
+
+def _report_skips(what: str, summary: dict[str, Any], limit: float, unit: str, show: bool = True) -> None:
+    """Print what was skipped (always: an evaluation set never shrinks silently) and hold it to `limit`."""
+    if show:
+        print(describe(what, summary, unit))
+    check_skipped_fraction(what, summary, limit, unit)
 
 
 def evaluate(args: EvalArguments) -> dict[str, Any]:
@@ -328,7 +371,7 @@ def _evaluate(args: EvalArguments, ranks: Ranks) -> dict[str, Any]:
         for spec in args.data_specs():
             folder = out / spec.name / task
             per_dataset[spec.name] = run_dataset_task(
-                model, args, spec.name, spec.load(), task, folder, ranks, fingerprint
+                model, args, spec.name, _load(spec, model), task, folder, ranks, fingerprint
             )
         if not ranks.is_main:
             continue

@@ -78,11 +78,19 @@ def metrics_table(results: Mapping[str, Mapping[str, float]], digits: int = 4) -
 
 def csv_rows(model: str, task: str, results: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
     """Flat rows `{"model", "task", "dataset", <metrics>...}` including an "Average" row."""
-    rows = [{"model": model, "task": task, "dataset": name, **dict(values)} for name, values in results.items()]
+    # Per-reason breakdowns (mappings) stay in results.json; a CSV cell holds one number.
+    rows = [
+        {"model": model, "task": task, "dataset": name, **{k: v for k, v in dict(values).items() if _scalar(v)}}
+        for name, values in results.items()
+    ]
     avg = {name: average(results, name) for name in (*METRIC_NAMES, *RATE_NAMES)}
     avg.update({name: sum(int(r[name]) for r in results.values()) for name in COUNT_NAMES})
     rows.append({"model": model, "task": task, "dataset": "Average", **avg})
     return rows
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, (Mapping, list))
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
