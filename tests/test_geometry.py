@@ -57,7 +57,7 @@ cameras = st.builds(
 def test_unify_and_crop_keep_3d_points(camera, focal, u, v, distance):
     point = [[u * (camera.width - 1), v * (camera.height - 1)]]
     before = backproject(point, [distance], camera)
-    t = unify_focal_length(camera, focal)
+    t = unify_focal_length(camera, focal, max_pixels=10**12)  # a transform allocates nothing; the bound is tested below
     unified = t.map_intrinsics(camera)
     assert math.isclose(unified.fx, focal, rel_tol=1e-12) and math.isclose(unified.fy, focal, rel_tol=1e-12)
     left, top, w, h = centered_crop_window(unified, max(1, t.out_width // 2), max(1, t.out_height // 2))
@@ -119,3 +119,18 @@ def test_bad_types_and_crop_windows():
         unify_focal_length(IBIMS, 1000.0, mode="yx")
     with pytest.raises(ValueError, match="`distance` has 1 values for 2 points"):
         backproject([[0, 0], [1, 1]], [1.0], IBIMS)
+
+
+def test_a_unified_image_over_the_pixel_limit_is_refused_naming_the_intrinsics():
+    camera = CameraIntrinsics(1e-3, 1e-3, 320.0, 240.0, 640, 480)
+    with pytest.raises(
+        ValueError, match=r"`intrinsics` \[0.001, 0.001, 320.0, 240.0, 640, 480\] .* 6.4e\+08 x 4.8e\+08 px"
+    ):
+        unify_focal_length(camera, 1000.0)
+    limit = unify_focal_length(CameraIntrinsics(100.0, 100.0, 320.0, 240.0, 640, 480), 1000.0)  # 6400 x 4800
+    assert (limit.out_width, limit.out_height) == (6400, 4800)
+    with pytest.raises(ValueError, match="more than `max_pixels` = 30000000"):
+        unify_focal_length(CameraIntrinsics(100.0, 100.0, 320.0, 240.0, 640, 480), 1000.0, max_pixels=30_000_000)
+    huge = CameraIntrinsics(1e-300, 1e-300, 1.0, 1.0, 640, 480)  # overflows to inf: still refused, not an OverflowError
+    with pytest.raises(ValueError, match="unified image"):
+        unify_focal_length(huge, 1000.0)
