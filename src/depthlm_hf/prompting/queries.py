@@ -95,8 +95,6 @@ def point_array(points: Any) -> np.ndarray:
         return np.zeros((0, 2))
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"`points` must have shape (N, 2) ([x, y] per point), got an array of shape {pts.shape}.")
-    if not np.isfinite(pts).all():
-        raise ValueError(f"`points` must be finite pixels [px], got {pts[~np.isfinite(pts).all(axis=1)][:3].tolist()}.")
     return pts
 
 
