@@ -16,6 +16,7 @@ from depthlm_hf.geometry import (
     crop_transform,
     euclidean_to_z,
     point_to_point_distance,
+    release_focal_resize,
     unify_focal_length,
     z_to_euclidean,
 )
@@ -131,6 +132,8 @@ def test_a_unified_image_over_the_pixel_limit_is_refused_naming_the_intrinsics()
     assert (limit.out_width, limit.out_height) == (6400, 4800)
     with pytest.raises(ValueError, match="more than `max_pixels` = 30000000"):
         unify_focal_length(CameraIntrinsics(100.0, 100.0, 320.0, 240.0, 640, 480), 1000.0, max_pixels=30_000_000)
+    with pytest.raises(ValueError, match=r"`intrinsics` \[0.001, .* 6.4e\+08 x 4.8e\+08 px"):
+        release_focal_resize(camera, 1000.0)
     huge = CameraIntrinsics(1e-300, 1e-300, 1.0, 1.0, 640, 480)  # overflows to inf: still refused, not an OverflowError
     with pytest.raises(ValueError, match="unified image"):
         unify_focal_length(huge, 1000.0)

@@ -220,6 +220,13 @@ def unify_focal_length(
         scale_x = scale_y = focal_length / intrinsics.fx
     else:
         raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
+    _check_unified_size(intrinsics, focal_length, scale_x, scale_y, max_pixels)
+    return resize_transform(intrinsics.width, intrinsics.height, scale_x, scale_y)
+
+
+def _check_unified_size(
+    intrinsics: CameraIntrinsics, focal_length: float, scale_x: float, scale_y: float, max_pixels: int
+) -> None:
     width, height = intrinsics.width * scale_x, intrinsics.height * scale_y
     if not width * height <= max_pixels:  # also refuses inf and nan
         raise UnifiedImageTooLargeError(
@@ -227,20 +234,23 @@ def unify_focal_length(
             f"{width:.4g} x {height:.4g} px unified image, more than `max_pixels` = {max_pixels}: "
             "the focal length is implausibly small (check its unit), or raise the limit if it is right."
         )
-    return resize_transform(intrinsics.width, intrinsics.height, scale_x, scale_y)
 
 
-def release_focal_resize(intrinsics: CameraIntrinsics, focal_length: float) -> PixelTransform:
+def release_focal_resize(
+    intrinsics: CameraIntrinsics, focal_length: float, max_pixels: int = MAX_UNIFIED_PIXELS
+) -> PixelTransform:
     """The official release's focal unification: both axes by s = f*/fx, the size truncated, the whole image resampled.
 
     The release resizes the whole image to `(int(W * s), int(H * s))`, so the pixels are resampled by
     `int(W * s) / W` and `int(H * s) / H` (slightly less than `s`); this transform describes that resampling.
+    A resized image of more than `max_pixels` pixels is refused as in :func:`unify_focal_length`.
 
     >>> t = release_focal_resize(CameraIntrinsics(559.62, 558.14, 361.87, 241.99, 640, 480), 750.0)
     >>> (t.out_width, t.out_height), t.scale_x == 857 / 640
     ((857, 643), True)
     """
     scale = _check_finite_positive("focal_length", focal_length) / intrinsics.fx
+    _check_unified_size(intrinsics, focal_length, scale, scale, max_pixels)
     out_w, out_h = max(1, int(intrinsics.width * scale)), max(1, int(intrinsics.height * scale))
     sx, sy = out_w / intrinsics.width, out_h / intrinsics.height
     return PixelTransform(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5, out_w, out_h)

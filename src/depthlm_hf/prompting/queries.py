@@ -258,5 +258,5 @@ def focal_transform(
     """
     camera = CameraIntrinsics.from_list(camera)
     if pixel_map == "release":
-        return release_focal_resize(camera, focal_length)
+        return release_focal_resize(camera, focal_length, max_pixels)
     return unify_focal_length(camera, focal_length, focal_mode, max_pixels)
