@@ -69,7 +69,8 @@ class EvaluationView(_View):
         for record_index in range(len(scan)):
             try:
                 record = scan[record_index]
-                self.processor.focal_transform(record["intrinsics"])  # refuses a unified image over the limit
+                # markable unifies the focal length, which refuses a unified image over the pixel limit
+                fits = np.flatnonzero(self.processor.markable(record["intrinsics"], record["pixel_coords"]))
             except InvalidRecordError as err:
                 self.stats[err.reason] += 1
                 continue
@@ -77,7 +78,6 @@ class EvaluationView(_View):
                 self.stats["unified_too_large"] += 1
                 continue
             self.stats["ok"] += 1
-            fits = np.flatnonzero(self.processor.markable(record["intrinsics"], record["pixel_coords"]))
             if len(fits) < len(record["depth"]):
                 self.stats["marker_does_not_fit"] += len(record["depth"]) - len(fits)
             pairs.append(np.stack([np.full(len(fits), record_index), fits], axis=1))
