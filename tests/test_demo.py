@@ -1,4 +1,5 @@
-"""`depthlm demo --fast` (what CI runs): every artifact is written and the report's figures are finite."""
+"""`depthlm demo --fast` (what CI runs, once per module): every artifact is written, the report's figures are
+finite, and the saved checkpoint reproduces them through the public predictor."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
-from depthlm_hf.demo.data import DemoScenes, model_image, question, render_bank
-from depthlm_hf.demo.run import FAST, DemoArguments
+from depthlm_hf.demo.data import (
+    DemoScenes,
+    model_image,
+    predictor_queries,
+    predictor_rows,
+    question,
+    render_bank,
+    window_markable,
+)
+from depthlm_hf.demo.run import FAST, DemoArguments, held_out_scenes
 from depthlm_hf.demo.training import TrainingRows, constant_baselines, demo_processor
+from depthlm_hf.inference.predictor import DepthLMPredictor
+from depthlm_hf.metrics.functional import depth_metrics
 from depthlm_hf.scripts import demo
 
 ARTIFACTS = ("report.md", "report.json", "learning_curve.png", "examples.png", "point_cloud.ply", "point_cloud.png")
@@ -52,6 +63,57 @@ def test_fast_demo_point_cloud_is_a_ply_of_finite_points(fast_report):
     vertices = PlyData.read(str(out / "point_cloud.ply"))["vertex"]
     xyz = np.stack([vertices["x"], vertices["y"], vertices["z"]], -1)
     assert np.isfinite(xyz).all()
+
+
+def test_saved_checkpoint_reproduces_the_report_through_the_public_predictor(fast_report):
+    out, report = fast_report
+    predictor = DepthLMPredictor.from_pretrained(out / "model")
+    bank = held_out_scenes(DemoArguments(**report["arguments"]), predictor.processor)
+    assert constant_baselines(bank.distance[:, 0])["best_constant_delta1"] == report["best_constant_delta1"]
+    f = predictor.processor.unified_focal_length
+    answers = predictor.predict_batch(predictor_queries(bank, [(s, 0) for s in range(FAST["eval_scenes"])], "full", f))
+    metrics = depth_metrics(answers.values, bank.distance[:, 0])
+    assert metrics == report["metrics"]
+
+
+def test_predictor_sees_the_model_images(fast_report):
+    """The windows and cameras given to the predictor make its processor draw exactly the training images."""
+    out, _ = fast_report
+    predictor = DepthLMPredictor.from_pretrained(out / "model")
+    processor, spec = predictor.processor, DemoScenes()
+    pairs = [(0, 0), (0, 1), (1, 0)]
+    for crop in ("query", "principal"):
+        for mode in ("full", "focal"):
+            bank = render_bank(replace(spec, crop=crop), processor, 2, 2, seed=3, mode=mode)
+            inputs = predictor_queries(bank, pairs, mode, processor.unified_focal_length)
+            assert len(inputs) == (2 if crop == "principal" else 3)  # one window per scene in the paper's crop
+            prepared = predictor.preprocess(*(list(part) for part in zip(*inputs, strict=True)))
+            for seen, (s, p) in zip(prepared.marked_images(), pairs, strict=True):
+                expected = model_image(bank, s, p, mode, processor.marker_style)
+                np.testing.assert_array_equal(np.asarray(seen), np.asarray(expected))
+    with pytest.raises(ValueError, match="`mode` 'marker'"):
+        predictor_queries(bank, pairs, "marker", processor.unified_focal_length)
+    marker_bank = render_bank(spec, processor, 2, 2, seed=3, mode="marker")
+    rows = predictor_rows(processor, marker_bank, pairs)
+    x, y = marker_bank.text_points[1, 0]
+    assert rows[2]["prompt"][-1]["content"][-1]["text"].endswith(f"pixel ({x}, {y}) from the camera?")
+    np.testing.assert_array_equal(
+        np.asarray(rows[2]["images"][0]), np.asarray(model_image(marker_bank, 1, 0, "marker", processor.marker_style))
+    )
+
+
+def test_window_markable_is_the_processor_rule_on_the_principal_window():
+    spec = DemoScenes()
+    w, h = spec.width, spec.height
+    processor = demo_processor(w, h, spec.unified_focal, {"shape": "arrow", "size": 8, "thickness": 2})
+    mask = window_markable(processor, w, h)
+    assert mask.shape == (2 * h, 2 * w)
+    # The arrow (shaft 8 px, thickness 2) needs 9 px left of its tip, 5 above and below, 1 to the right:
+    # inside the window at (w // 2, h // 2), exactly the pixels with that much room are markable.
+    expected = np.zeros_like(mask)
+    expected[h // 2 + 5 : h // 2 + h - 5, w // 2 + 9 : w // 2 + w - 1] = True
+    assert processor.marker_style.extent == (9, 5, 1, 5)
+    np.testing.assert_array_equal(mask, expected)
 
 
 def test_ablation_must_be_known():

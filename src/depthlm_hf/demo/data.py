@@ -27,7 +27,7 @@ from depthlm_hf.data.seeding import rng as seeded_rng
 from depthlm_hf.data.synthetic.scenes import SCENE_PRESETS, SceneConfig, render_scene
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.prompting.imaging import apply_transform
-from depthlm_hf.prompting.markers import MarkerStyle, draw_markers, marker_fits
+from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
 Mode = Literal["full", "focal", "marker"]
@@ -204,9 +204,7 @@ def render_bank(
     config = spec.scene_config()
     w, h = spec.width, spec.height
     # Queries sit in the unified window, where an arrow fits and a text coordinate names a visible pixel.
-    window = np.zeros((2 * h, 2 * w), bool)
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
-    window[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = marker_fits(grid, w, h, processor.marker_style).reshape(h, w)
+    window = window_markable(processor, w, h)
     canvases, cameras, points, text_points, labels, depths, focals = [], [], [], [], [], [], []
     for index in tqdm(range(num_scenes), desc=desc, leave=False):
         rng = seeded_rng(seed, index)
@@ -245,21 +243,80 @@ def render_bank(
     )
 
 
-def model_image(bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle) -> Image.Image:
-    """The image the model sees for query `point` of `scene`.
+def window_markable(processor: DepthLMProcessor, width: int, height: int) -> np.ndarray:
+    """(2`height`, 2`width`) bool: the canvas pixels whose marker fits in the principal-point window.
 
-    Full method and "focal" ablation: the `bank.crop` window (principal-point or query centred) with the
-    marker on the query. "marker" ablation: the principal-point window, no marker.
+    The processor's rule (`DepthLMProcessor.markable`), asked about a canvas whose focal length is already
+    the unified one, cropped to the `width` x `height` window at its centre.
+    """
+    f = processor.unified_focal_length
+    canvas = CameraIntrinsics(f, f, width - 0.5, height - 0.5, 2 * width, 2 * height)
+    return processor.markable(canvas, crop=(width // 2, height // 2, width, height))
+
+
+def model_window(bank: SceneBank, scene: int, point: int, mode: Mode) -> tuple[Image.Image, tuple[int, int]]:
+    """The window the model sees for query `point` of `scene`, without marker, and its (left, top) [px] on the canvas.
+
+    Full method and "focal" ablation: the `bank.crop` window (principal-point or query centred); "marker"
+    ablation: the principal-point window.
     """
     w, h = bank.size
-    canvas = Image.fromarray(bank.canvas[scene])
     x, y = (int(v) for v in bank.points[scene, point])
-    if mode == "marker" or bank.crop == "principal":
-        left, top = bank.window()
-    else:
-        left, top = x - w // 2, y - h // 2
-    crop = canvas.crop((left, top, left + w, top + h))
-    return crop if mode == "marker" else draw_markers(crop, [[x - left, y - top]], style)
+    left, top = bank.window() if mode == "marker" or bank.crop == "principal" else (x - w // 2, y - h // 2)
+    return Image.fromarray(bank.canvas[scene]).crop((left, top, left + w, top + h)), (left, top)
+
+
+def model_image(bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle) -> Image.Image:
+    """The image the model sees for query `point` of `scene`: `model_window`, with the marker on the query
+    except in the "marker" ablation."""
+    image, (left, top) = model_window(bank, scene, point, mode)
+    if mode == "marker":
+        return image
+    x, y = (int(v) for v in bank.points[scene, point])
+    return draw_markers(image, [[x - left, y - top]], style)
+
+
+def predictor_queries(
+    bank: SceneBank, queries: Sequence[tuple[int, int]], mode: Mode, unified_focal: float
+) -> list[tuple[Image.Image, CameraIntrinsics, np.ndarray]]:
+    """`DepthLMPredictor.predict_batch` queries `(image, intrinsics, (N, 2) points [px])` for (scene, point) pairs.
+
+    The image is `model_window` (no marker: the predictor draws it) with a camera whose focal length is
+    `unified_focal` [px], the processor's, so its unification is an identity and the model sees exactly
+    `model_image`. (In the "focal" ablation that camera is what "no unification" means: the frame is taken
+    as it is.) The principal point is put at the window's centre: an identity resize does not read it, and
+    a query-centred window may not contain the true one. Consecutive pairs on the same principal-point
+    window share one entry; answers keep the order.
+    """
+    if mode == "marker":
+        raise ValueError("`mode` 'marker' has no marker to draw: use `predictor_rows`.")
+    out: list[tuple[Image.Image, CameraIntrinsics, np.ndarray]] = []
+    last = -1
+    for scene, point in queries:
+        pixel = bank.points[scene, point]
+        if bank.crop == "principal" and scene == last:
+            image, camera, points = out[-1]
+            out[-1] = (image, camera, np.concatenate([points, [pixel - bank.window()]]))
+            continue
+        image, (left, top) = model_window(bank, scene, point, mode)
+        w, h = image.size
+        camera = CameraIntrinsics(unified_focal, unified_focal, w / 2 - 0.5, h / 2 - 0.5, w, h)
+        out.append((image, camera, (pixel - [left, top])[None]))
+        last = scene
+    return out
+
+
+def predictor_rows(
+    processor: DepthLMProcessor, bank: SceneBank, queries: Sequence[tuple[int, int]]
+) -> list[dict[str, object]]:
+    """`DepthLMPredictor.predict_rows` rows of the "marker" ablation: the window and the text-coordinate question."""
+    return [
+        {
+            "images": [model_window(bank, scene, point, "marker")[0]],
+            "prompt": processor.prompt_messages(question(processor, bank, scene, point, "marker")),
+        }
+        for scene, point in queries
+    ]
 
 
 def question(processor: DepthLMProcessor, bank: SceneBank, scene: int, point: int, mode: Mode) -> str:

@@ -19,20 +19,21 @@ import torch
 from transformers import set_seed
 from trl import SFTTrainer
 
-from depthlm_hf.demo.data import DemoScenes, model_image, render_bank
+from depthlm_hf.demo.data import DemoScenes, SceneBank, model_image, render_bank, window_markable
 from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
 from depthlm_hf.demo.training import (
     LearningCurve,
     TrainingRows,
+    answer,
     build_model,
     constant_baselines,
     demo_processor,
     evaluate,
-    predict,
 )
 from depthlm_hf.geometry import backproject
 from depthlm_hf.inference.pointcloud import PointCloud, query_grid
-from depthlm_hf.prompting.markers import marker_fits
+from depthlm_hf.inference.predictor import DepthLMPredictor
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import DepthLMSFTConfig
 from depthlm_hf.training.setup import index_dataset
 from depthlm_hf.training.trainers import AnswerOnlyCollator
@@ -114,6 +115,9 @@ FAST: dict[str, Any] = {
 }
 """What `--fast` sets: enough to run every stage and write every artifact, not to learn."""
 
+EVAL_BATCH_SIZE = 64
+"""Queries per `generate` call of the held-out evaluation (`DepthLMPredictor(batch_size=...)`)."""
+
 
 def _training_args(args: DemoArguments, output_dir: Path) -> DepthLMSFTConfig:
     return DepthLMSFTConfig(
@@ -135,23 +139,28 @@ def _training_args(args: DemoArguments, output_dir: Path) -> DepthLMSFTConfig:
     )
 
 
-def _point_cloud(model, processor, bank, mode: str, scene: int, num_points: int) -> tuple[PointCloud, np.ndarray]:
-    """Grid queries over the ground of held-out `scene`'s principal window, back-projected with its camera.
+def held_out_scenes(args: DemoArguments, processor: DepthLMProcessor) -> SceneBank:
+    """The held-out scenes of a run with `args`: `args.eval_scenes`, one query each, depth maps kept.
+
+    Seeded apart from the training scenes (`args.seed + 10_000`), so a saved run can be re-evaluated.
+    """
+    spec = DemoScenes(crop=args.crop)
+    return render_bank(spec, processor, args.eval_scenes, 1, args.seed + 10_000, args.mode, True, "held-out scenes")
+
+
+def _point_cloud(predictor: DepthLMPredictor, bank: SceneBank, mode: str, scene: int, num_points: int):
+    """Grid queries over held-out `scene`'s principal window, answered by `predictor`, back-projected with its camera.
 
     Returns the cloud (pixels on the canvas) and the true (M, 3) [m] points of the asked pixels.
     """
     camera, depth = bank.intrinsics[scene], bank.depth[scene]
     w, h = bank.size
-    left, top = bank.window()
-    style = processor.marker_style
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
-    fits = np.zeros(depth.shape, bool)
-    fits[top : top + h, left : left + w] = marker_fits(grid, w, h, style).reshape(h, w)
+    fits = window_markable(predictor.processor, w, h)
     fits &= np.isfinite(depth) & (depth <= DemoScenes().distance[1])  # the trained range
     pixels, shape = query_grid(camera, num_points, fits)
     ask = np.flatnonzero(fits[pixels[:, 1], pixels[:, 0]])  # grid pixels on the sky are not asked
     queries = bank.subset([scene] * len(ask), pixels[ask])
-    values, _ = predict(model, processor, queries, mode, [(i, 0) for i in range(len(ask))])
+    values = answer(predictor, queries, [(i, 0) for i in range(len(ask))], mode).values
     distance = np.full(len(pixels), np.nan)
     distance[ask] = [np.nan if v is None or v <= 0 else v for v in values]
     ok = np.isfinite(distance)
@@ -178,7 +187,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     train_bank = render_bank(
         spec, processor, args.train_scenes, args.points_per_scene, args.seed, mode, desc="training scenes"
     )
-    eval_bank = render_bank(spec, processor, args.eval_scenes, 1, args.seed + 10_000, mode, True, "held-out scenes")
+    eval_bank = held_out_scenes(args, processor)
     constants = constant_baselines(eval_bank.distance[:, 0])
 
     model = build_model(
@@ -191,7 +200,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
         args.rope_theta,
         args.vision_rope_theta,
     )
-    curve = LearningCurve(processor, eval_bank, mode, args.curve_every, args.curve_scenes)
+    curve = LearningCurve(processor, eval_bank, mode, args.curve_every, args.curve_scenes, EVAL_BATCH_SIZE)
     trainer = SFTTrainer(
         model=model,
         args=_training_args(args, output_dir),
@@ -203,11 +212,13 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
         callbacks=[curve],
     )
     trainer.train()
-
-    result = evaluate(model, processor, eval_bank, mode, progress=True)
-    metrics = result["metrics"]
     model.save_pretrained(output_dir / "model")
     processor.save_pretrained(output_dir / "model")
+
+    # Evaluated as any user would: the saved checkpoint through the public predictor.
+    predictor = DepthLMPredictor.from_pretrained(output_dir / "model", device="cpu", batch_size=EVAL_BATCH_SIZE)
+    result = evaluate(predictor, eval_bank, mode, progress=True)
+    metrics = result["metrics"]
 
     shown = list(range(min(8, args.eval_scenes)))
     plot_examples(
@@ -217,7 +228,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
         output_dir / "examples.png",
     )
     plot_learning_curve(curve.points, constants, output_dir / "learning_curve.png")
-    cloud, truth = _point_cloud(model, processor, eval_bank, mode, 0, args.point_cloud_points)
+    cloud, truth = _point_cloud(predictor, eval_bank, mode, 0, args.point_cloud_points)
     cloud.save_ply(output_dir / "point_cloud.ply")
     plot_point_cloud(cloud, truth, eval_bank.canvas[0], output_dir / "point_cloud.png")
 

@@ -1,9 +1,10 @@
-"""Demo model, training rows, batched greedy evaluation and the learning-curve callback."""
+"""Demo model, training rows, evaluation through the public `DepthLMPredictor`, and the learning-curve callback."""
 
 from __future__ import annotations
 
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,9 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
 
 from depthlm_hf.data.seeding import rng as seeded_rng
-from depthlm_hf.demo.data import Mode, SceneBank, model_image, question
+from depthlm_hf.demo.data import Mode, SceneBank, model_image, predictor_queries, predictor_rows, question
+from depthlm_hf.inference.decoding import DepthPrediction
+from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.metrics.functional import delta_accuracy, depth_metrics
 from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
@@ -91,47 +94,18 @@ class TrainingRows:
         }
 
 
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module,
-    processor: DepthLMProcessor,
-    bank: SceneBank,
-    mode: Mode,
-    queries: list[tuple[int, int]],
-    batch_size: int = 64,
-    max_new_tokens: int = 12,
-    progress: bool = False,
-) -> tuple[list[float | None], list[str]]:
-    """Greedy answers to `queries` (scene, point) of `bank`: parsed distances [m] (None if unparseable) and texts.
+def answer(
+    predictor: DepthLMPredictor, bank: SceneBank, queries: Sequence[tuple[int, int]], mode: Mode, progress: bool = False
+) -> DepthPrediction:
+    """The predictor's answers to `queries` (scene, point) of `bank`, through its public entry points.
 
-    The prompt ends with the answer's fixed start ("The point is around "), so the model writes the number.
+    Full method and "focal" ablation: `predict_batch` on the model windows (it draws the markers);
+    "marker" ablation: `predict_rows` with the text-coordinate questions.
     """
-    was_training = model.training
-    model.eval()
-    values, texts = [], []
-    tokenizer = processor.tokenizer
-    prefix = processor.forced_prefix("distance")
-    batches = range(0, len(queries), batch_size)
-    for start in tqdm(batches, desc="evaluating", leave=False, disable=not progress):
-        chunk = queries[start : start + batch_size]
-        images = [[model_image(bank, s, p, mode, processor.marker_style)] for s, p in chunk]
-        # The answer's fixed start is forced, as `DepthLMPredictor` does: the model generates the number.
-        prompts = [
-            processor.apply_chat_template(
-                processor.prompt_messages(question(processor, bank, s, p, mode)),
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            + prefix
-            for s, p in chunk
-        ]
-        inputs = processor(images=images, text=prompts, padding=True, padding_side="left", return_tensors="pt")
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        decoded = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        texts += [prefix + text for text in decoded]
-        values += [processor.parse_answer(prefix + text) for text in decoded]
-    model.train(was_training)
-    return values, texts
+    if mode == "marker":
+        return predictor.predict_rows(predictor_rows(predictor.processor, bank, queries), progress=progress)
+    inputs = predictor_queries(bank, queries, mode, predictor.processor.unified_focal_length)
+    return predictor.predict_batch(inputs, progress=progress)
 
 
 def constant_baselines(labels: np.ndarray) -> dict[str, float]:
@@ -151,13 +125,16 @@ def constant_baselines(labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate(model, processor, bank: SceneBank, mode: Mode, num: int | None = None, **kwargs) -> dict[str, Any]:
-    """Depth metrics of the model on the first point of the first `num` scenes of `bank`."""
+def evaluate(
+    predictor: DepthLMPredictor, bank: SceneBank, mode: Mode, num: int | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Depth metrics of `predictor` on the first point of the first `num` scenes of `bank` (default: all).
+
+    Returns `{"metrics": depth_metrics(...), "predictions": values [m] (None if unparseable), "texts": ...}`.
+    """
     num = bank.points.shape[0] if num is None else min(num, bank.points.shape[0])
-    queries = [(s, 0) for s in range(num)]
-    values, texts = predict(model, processor, bank, mode, queries, **kwargs)
-    metrics = depth_metrics(values, bank.distance[:num, 0])
-    return {"metrics": metrics, "predictions": values, "texts": texts}
+    out = answer(predictor, bank, [(s, 0) for s in range(num)], mode, progress)
+    return {"metrics": depth_metrics(out.values, bank.distance[:num, 0]), "predictions": out.values, "texts": out.texts}
 
 
 @dataclass
@@ -169,6 +146,7 @@ class LearningCurve(TrainerCallback):
     mode: Mode
     every: int
     num: int
+    batch_size: int = 64
     points: list[dict[str, float]] = field(default_factory=list)
     start: float = field(default_factory=time.time)
     _loss: float = float("nan")
@@ -187,7 +165,9 @@ class LearningCurve(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            result = evaluate(model, self.processor, self.bank, self.mode, self.num)
+            predictor = DepthLMPredictor(model, self.processor, self.batch_size, show_progress=False)  # sets eval()
+            result = evaluate(predictor, self.bank, self.mode, self.num)
+            model.train()
             delta1 = result["metrics"]["delta1"]
             self.points.append(
                 {"step": state.global_step, "delta1": delta1, "loss": float("nan"), "seconds": time.time() - self.start}
