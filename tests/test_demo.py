@@ -13,7 +13,9 @@ from plyfile import PlyData
 
 from depthlm_hf.demo.data import (
     DemoScenes,
+    clean_image,
     model_image,
+    model_window,
     predictor_queries,
     predictor_rows,
     question,
@@ -148,6 +150,20 @@ def test_modes_ask_about_the_same_points():
     assert question(processor, banks["marker"], 0, 0, "marker").endswith(f"pixel ({x}, {y}) from the camera?")
     row = TrainingRows(banks["full"], processor, "full")[5]
     assert set(row) == {"images", "prompt", "completion"} and row["completion"][0]["role"] == "assistant"
+
+
+def test_clean_cue_writes_the_distance_in_the_grey_level_at_the_query():
+    spec = DemoScenes(crop="principal", cue="clean")
+    processor = demo_processor(spec.width, spec.height, spec.unified_focal, {"shape": "circle", "size": 6})
+    bank = render_bank(spec, processor, 3, 4, seed=5, mode="full")
+    for scene in range(3):
+        for point in range(4):
+            window, (left, top) = model_window(bank, scene, point, "full")
+            x, y = bank.points[scene, point] - [left, top]
+            expected = clean_image(bank.distance[scene, point], spec.distance)
+            assert abs(int(np.asarray(window)[y, x, 0]) - int(expected[0])) <= 3  # after the bicubic unification
+    with pytest.raises(ValueError, match="`cue` must be one of texture, clean"):
+        DemoScenes(cue="fog")
 
 
 def test_constant_baselines_on_known_labels():

@@ -34,6 +34,10 @@ Mode = Literal["full", "focal", "marker"]
 MODES: tuple[str, ...] = ("full", "focal", "marker")
 Crop = Literal["principal", "query"]
 CROPS: tuple[str, ...] = ("principal", "query")
+Cue = Literal["texture", "clean"]
+CUES: tuple[str, ...] = ("texture", "clean")
+SKY = (90, 140, 235)
+"""Sky colour of the "clean" cue [RGB]."""
 
 COORDINATE_QUESTION = "How many meters is the point at pixel ({x}, {y}) from the camera?"
 """The "marker" ablation's question: the query pixel is written as text and no marker is drawn."""
@@ -52,6 +56,8 @@ class DemoScenes:
             not give its distance (the model has to look at the image).
         distance: range of query distances [m], sampled log-uniform.
         tile: ground checker tile [m].
+        cue: "texture": the shaded, checkered ground of `render_scene`; "clean": every surface's grey level is
+            a fixed function of its log-distance (`clean_image`), so the pixels at the marker tell the distance.
         crop: "query": the window is centred on the query (the marker at its centre: the horizon's offset then
             tells the distance, a cue the tiny model learns in minutes); "principal": centred on the principal
             point, as in the paper (the marker is wherever the query is; not learnt at this scale, see docs).
@@ -66,10 +72,13 @@ class DemoScenes:
     distance: tuple[float, float] = (2.0, 14.0)
     tile: float = 0.5
     crop: Crop = "query"
+    cue: Cue = "texture"
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
             raise ValueError(f"`crop` must be one of {', '.join(CROPS)}, got {self.crop!r}.")
+        if self.cue not in CUES:
+            raise ValueError(f"`cue` must be one of {', '.join(CUES)}, got {self.cue!r}.")
 
     def scene_config(self) -> SceneConfig:
         """The `SceneConfig` of the native cameras (the "ground" preset with mixed focal lengths)."""
@@ -148,6 +157,19 @@ class SceneBank:
         return SceneBank(self.canvas[idx], cams, pts, text, labels, depth, self.focal[idx], self.crop)
 
 
+def clean_image(depth: np.ndarray, distance: tuple[float, float]) -> np.ndarray:
+    """(H, W, 3) uint8: grey 40 at `distance[0]` to 220 at `distance[1]` [m], linear in log-distance; sky blue.
+
+    >>> clean_image(np.array([[2.0, 14.0, np.inf]]), (2.0, 14.0))[0].tolist()
+    [[40, 40, 40], [220, 220, 220], [90, 140, 235]]
+    """
+    lo, hi = distance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grey = 40.0 + 180.0 * np.clip(np.log(np.maximum(depth, 1e-6) / lo) / np.log(hi / lo), 0.0, 1.0)
+    out = np.where(np.isfinite(depth)[..., None], grey[..., None], np.array(SKY, float))
+    return np.rint(out).astype(np.uint8)
+
+
 def _pick_points(
     depth: np.ndarray, allowed: np.ndarray, distance: tuple[float, float], num: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -209,7 +231,8 @@ def render_bank(
     for index in tqdm(range(num_scenes), desc=desc, leave=False):
         rng = seeded_rng(seed, index)
         view = render_scene(config, rng)
-        native, image = view.camera.intrinsics, Image.fromarray(view.image)
+        pixels = clean_image(view.depth, spec.distance) if spec.cue == "clean" else view.image
+        native, image = view.camera.intrinsics, Image.fromarray(pixels)
         native_depth = np.where(view.valid, view.depth, np.nan)
         unify = processor.focal_transform(native)
         canvas, cam, shift = _to_canvas(apply_transform(image, unify), unify.map_intrinsics(native), w, h)

@@ -80,6 +80,13 @@ class DemoArguments:
             "(centred on the principal point, as in the paper; did not learn in 1200 steps here, see docs/demo.md)."
         },
     )
+    cue: str = field(
+        default="texture",
+        metadata={
+            "help": "Scene look: 'texture' (shaded checkered ground) or 'clean' (grey level = log-distance, so "
+            "the pixels at the marker tell the distance; see docs/demo.md)."
+        },
+    )
     marker_shape: str = field(
         default="arrow", metadata={"help": "'arrow' (the paper's), 'circle' (a ring around the pixel) or 'cross'."}
     )
@@ -144,7 +151,7 @@ def held_out_scenes(args: DemoArguments, processor: DepthLMProcessor) -> SceneBa
 
     Seeded apart from the training scenes (`args.seed + 10_000`), so a saved run can be re-evaluated.
     """
-    spec = DemoScenes(crop=args.crop)
+    spec = DemoScenes(crop=args.crop, cue=args.cue)
     return render_bank(spec, processor, args.eval_scenes, 1, args.seed + 10_000, args.mode, True, "held-out scenes")
 
 
@@ -180,7 +187,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     mode = args.mode
-    spec = DemoScenes(crop=args.crop)
+    spec = DemoScenes(crop=args.crop, cue=args.cue)
 
     marker = {"shape": args.marker_shape, "size": args.marker_size, "thickness": args.marker_thickness}
     processor = demo_processor(spec.width, spec.height, spec.unified_focal, marker)
