@@ -58,6 +58,10 @@ def test_fast_demo_report_figures_are_finite(fast_report):
     assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == FAST["max_steps"]
     assert all(math.isfinite(p[k]) for p in curve for k in ("step", "delta1", "loss", "seconds"))
     assert "delta1" in (out / "report.md").read_text()
+    assert (
+        saved["scenes"]["crop"] == "query"
+        and "Model window: the unified image's window centred on the query pixel" in (out / "report.md").read_text()
+    )
 
 
 def test_fast_demo_point_cloud_is_a_ply_of_finite_points(fast_report):

@@ -17,6 +17,15 @@ from PIL import Image  # noqa: E402
 
 from depthlm_hf.inference.pointcloud import PointCloud  # noqa: E402
 
+WINDOWS = {
+    "principal": "the unified image's window centred on the principal point, marker where the query is (the paper's)",
+    "query": "the unified image's window centred on the query pixel, marker at its centre",
+}
+CUES = {
+    "texture": "shaded checkered ground",
+    "clean": "grey level = log-distance (the pixels at the marker tell the distance)",
+}
+
 
 def plot_learning_curve(curve: Sequence[Mapping[str, float]], constants: Mapping[str, float], path: Path) -> None:
     """delta1 on held-out scenes and the training loss against the optimizer step, with the constant baselines."""
@@ -98,6 +107,8 @@ def write_report(output_dir: Path, report: Mapping[str, Any]) -> None:
         f"Held-out scenes: {report['num_eval']} (one query each). Training: {report['max_steps']} steps x "
         f"{report['batch_size']} queries from {report['num_train_scenes']} scenes. Wall time: "
         f"{report['wall_seconds']:.0f} s on {report['machine']}.",
+        "",
+        f"Model window: {WINDOWS[report['scenes']['crop']]}; scenes: {CUES[report['scenes']['cue']]}.",
         "",
         "| predictor | delta1 | AbsRel | parse rate |",
         "|---|---|---|---|",
