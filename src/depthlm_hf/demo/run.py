@@ -63,7 +63,7 @@ class DemoArguments:
     eval_scenes: int = field(default=500, metadata={"help": "Held-out scenes (one query each)."})
     max_steps: int = field(default=1200, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=32, metadata={"help": "Queries per step."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine, 10% warmup)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine, 10%% warmup)."})
     curve_every: int = field(default=100, metadata={"help": "Steps between learning-curve points."})
     curve_scenes: int = field(default=100, metadata={"help": "Held-out scenes per learning-curve point."})
     hidden_size: int = field(default=128, metadata={"help": "Text model width."})
