@@ -45,6 +45,7 @@ def test_answer_of_a_clicked_pixel_and_of_a_border_pixel(session):
 def test_point_cloud_files_and_depth_map(session):
     from plyfile import PlyData
 
+    pytest.importorskip("trimesh")  # the `app` extra (in `dev`, so CI runs this)
     cloud, glb, ply, depth = session.cloud(flat_image(140), 12, fov=58.0)
     assert cloud.grid_shape == (3, 4) and np.allclose(cloud.distance[cloud.valid], 4.75)
     assert len(PlyData.read(str(ply))["vertex"]) == int(cloud.valid.sum()) > 0
