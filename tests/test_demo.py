@@ -33,6 +33,17 @@ def test_fast_demo_writes_every_artifact(fast_report):
     assert (out / "model" / "config.json").is_file()
 
 
+def test_fast_demo_model_has_a_card_with_its_figures(fast_report):
+    from huggingface_hub import ModelCard
+
+    out, report = fast_report
+    card = ModelCard.load(out / "model" / "README.md")
+    assert card.text.lstrip().startswith("# model") and card.data.license == "apache-2.0"
+    assert card.data.base_model is None  # a random init has no Hub base model
+    figures = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert figures["delta1"] == report["model_delta1"] and figures["abs_rel"] == report["model_abs_rel"]
+
+
 def test_fast_demo_report_figures_are_finite(fast_report):
     out, report = fast_report
     saved = json.loads((out / "report.json").read_text())

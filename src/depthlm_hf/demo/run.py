@@ -7,6 +7,7 @@ collator: loss on the answer only), held-out evaluation against constants, pictu
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -34,6 +35,7 @@ from depthlm_hf.geometry import backproject
 from depthlm_hf.inference.pointcloud import PointCloud, query_grid
 from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.training.configs import DepthLMSFTConfig
+from depthlm_hf.training.modelcard import CARD_METRICS, ModelCardInfo, recipe_from_args, write_model_card
 from depthlm_hf.training.setup import index_dataset
 from depthlm_hf.training.trainers import AnswerOnlyCollator
 
@@ -113,6 +115,22 @@ FAST: dict[str, Any] = {
     "point_cloud_points": 24,
 }
 """What `--fast` sets: enough to run every stage and write every artifact, not to learn."""
+
+
+def _card_info(args: DemoArguments, processor, training_args, metrics: dict[str, Any]) -> ModelCardInfo:
+    """The demo model's card: a random tiny init trained on the demo's synthetic scenes, its held-out figures."""
+    figures = {k: float(metrics[k]) for k in CARD_METRICS if k in metrics and math.isfinite(metrics[k])}
+    return ModelCardInfo(
+        base_model=f"random init (depthlm_hf tiny Qwen2.5-VL, hidden {args.hidden_size}, seed {args.seed})",
+        datasets={f"depthlm demo synthetic ground scenes ({args.train_scenes} scenes, seed {args.seed})": 1.0},
+        unified_focal_length=processor.unified_focal_length,
+        focal_mode=processor.focal_mode,
+        marker=dict(processor.marker),
+        crop={"window centred on": "the query pixel" if args.crop == "query" else "the principal point"},
+        recipe=recipe_from_args(training_args),
+        eval_results={"demo held-out scenes": figures} if figures else {},
+        license="apache-2.0",
+    )
 
 
 def _training_args(args: DemoArguments, output_dir: Path) -> DepthLMSFTConfig:
@@ -208,6 +226,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     metrics = result["metrics"]
     model.save_pretrained(output_dir / "model")
     processor.save_pretrained(output_dir / "model")
+    write_model_card(output_dir / "model", _card_info(args, processor, trainer.args, metrics))
 
     shown = list(range(min(8, args.eval_scenes)))
     plot_examples(
