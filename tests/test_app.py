@@ -17,8 +17,9 @@ from depthlm_hf.testing import flat_image
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CAMERA = "100 100 56 42"  # fx fy cx cy of the 112x84 images `trained_tiny_dir` was taught on
-SCREENSHOT_ENV = "DEPTHLM_APP_SCREENSHOT"
-"""Set to a path (docs/img/app.png) to keep the browser test's screenshot of the app after a click."""
+SCREENSHOT_ENV = "DEPTHLM_APP_SCREENSHOTS"
+"""Set to a folder (docs/img) to keep the browser test's screenshots: app.png after a click, app_cloud.png after
+the point cloud."""
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_app_in_a_real_browser(served_app, tmp_path):
         assert abs(int(match[1]) - 56) <= 2 and abs(int(match[2]) - 42) <= 2  # the centre of the 112x84 image
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#model_view img"))
         if os.environ.get(SCREENSHOT_ENV):
-            browser.save_screenshot(os.environ[SCREENSHOT_ENV])
+            browser.save_screenshot(str(Path(os.environ[SCREENSHOT_ENV]) / "app.png"))
         num_points = field("num_points")
         num_points.clear()
         num_points.send_keys("12")
@@ -126,5 +127,8 @@ def test_app_in_a_real_browser(served_app, tmp_path):
                 b.find_elements(By.CSS_SELECTOR, "#depth img") and b.find_elements(By.CSS_SELECTOR, "#cloud canvas")
             )
         )
+        if os.environ.get(SCREENSHOT_ENV):
+            browser.execute_script("document.querySelector('#cloud').scrollIntoView()")
+            browser.save_screenshot(str(Path(os.environ[SCREENSHOT_ENV]) / "app_cloud.png"))
     finally:
         browser.quit()
