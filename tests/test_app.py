@@ -132,3 +132,34 @@ def test_app_in_a_real_browser(served_app, tmp_path):
             browser.save_screenshot(str(Path(os.environ[SCREENSHOT_ENV]) / "app_cloud.png"))
     finally:
         browser.quit()
+
+
+def test_demo_checkpoint_is_reused_or_trained_once(tmp_path, monkeypatch):
+    from depthlm_hf.app import session as session_module
+
+    calls = []
+    monkeypatch.setattr(session_module.subprocess, "run", lambda command, check: calls.append(command))
+    model = session_module.demo_checkpoint(tmp_path / "demo", fast=True)
+    assert model == tmp_path / "demo" / "model"
+    (command,) = calls
+    assert command[1:] == ["-m", "depthlm_hf.cli", "demo", "--output_dir", str(tmp_path / "demo"), "--fast", "true"]
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    monkeypatch.setenv(session_module.DEMO_DIR_ENV, str(tmp_path / "demo"))
+    assert session_module.demo_checkpoint() == model and len(calls) == 1  # an existing demo output is served
+
+
+def test_app_command_serves_the_given_model(monkeypatch, tmp_path):
+    pytest.importorskip("gradio")
+    import depthlm_hf.app as app_module
+    from depthlm_hf.scripts import app as app_script
+
+    launched = {}
+
+    class FakeApp:
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+    monkeypatch.setattr(app_module, "build_app", lambda model, device=None: launched.update(model=model) or FakeApp())
+    app_script.main(["--model", str(tmp_path), "--port", "7999"])
+    assert launched == {"model": str(tmp_path), "server_name": "127.0.0.1", "server_port": 7999, "share": False}
