@@ -48,6 +48,13 @@ def test_entries_say_why_a_query_has_no_answer():
     ]
 
 
+def test_entries_of_two_point_queries_list_both_points():
+    answer = DepthPrediction([1.5], np.array([0.8]), ["1.5 m"])
+    assert prediction_entries([[1, 2], [3, 4]], answer, per_query=2) == [
+        {"points": [[1, 2], [3, 4]], "value": 1.5, "confidence": 0.8, "text": "1.5 m"}
+    ]
+
+
 def test_colorize_depth_near_is_red_far_is_blue_nan_black():
     rgb = np.asarray(colorize_depth(np.array([[1.0, 10.0, np.nan]])))
     assert rgb[0, 0, 0] > rgb[0, 0, 2] and rgb[0, 1, 2] > rgb[0, 1, 0] and (rgb[0, 2] == 0).all()
