@@ -160,6 +160,8 @@ def test_unfit_points_get_none_and_a_reason_not_an_error(trained):
     assert pairs.values[0] is None and pairs.reasons[0].startswith("too near") and pairs.reasons[1] is None
     nothing = predictor.predict(image, CAMERA, [[0, 0]])
     assert nothing.values == [None] and nothing.confidence.shape == (1,)
+    batch = predictor.predict_batch([(flat_image(40), CAMERA, [[0, 0]]), (image, CAMERA, [[0, 1], [W // 2, H // 2]])])
+    assert batch.values == [None, None, VALUES[2]] and batch.reasons[2] is None  # an image with nothing to ask
 
 
 def test_predict_rows_matches_predict_on_evaluation_rows(trained):
