@@ -96,7 +96,10 @@ def test_modes_ask_about_the_same_points():
     x, y = banks["marker"].text_points[0, 0]
     assert question(processor, banks["marker"], 0, 0, "marker").endswith(f"pixel ({x}, {y}) from the camera?")
     row = TrainingRows(banks["full"], processor, "full")[5]
-    assert set(row) == {"images", "prompt", "completion"} and row["completion"][0]["role"] == "assistant"
+    assert (
+        set(row) == {"images", "prompt", "completion", "depth", "task"} and row["completion"][0]["role"] == "assistant"
+    )
+    assert processor.parse_answer(row["completion"][0]["content"][0]["text"]) == pytest.approx(row["depth"], abs=0.01)
 
 
 def test_constant_baselines_on_known_labels():

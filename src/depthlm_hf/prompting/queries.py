@@ -287,7 +287,9 @@ def unfit_reasons(
     return [next((r for r in group if r is not None), None) for group in groups]
 
 
-def split_unfit(processor: Any, queries: Sequence[tuple[Any, Any, Any]], task: str = "distance"):
+def split_unfit(
+    processor: Any, queries: Sequence[tuple[Any, Any, Any]], task: str = "distance"
+) -> tuple[list[tuple[Any, Any, Any]], list[str | None]]:
     """The `(image, intrinsics, points)` queries whose markers fit, and for every query (in order) why it does not.
 
     Returns `(kept, reasons)`: `kept` holds each image with only its askable points (images left with none are
