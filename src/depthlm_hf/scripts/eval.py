@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse `argv` (default: `sys.argv[1:]`), evaluate, print the tables and return the results."""
     (args,) = make_parser().parse_args_and_config(argv)
     results = evaluate(args)
-    if args.update_card and not args.model.startswith("constant:"):
+    if args.update_card and results and not args.model.startswith("constant:"):  # rank 0 holds the results
         print(f"model card updated: {update_model_card(args.model, card_eval_results(results))}")
     return results
 
