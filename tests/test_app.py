@@ -78,6 +78,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served_app(session):
+    pytest.importorskip("gradio")  # the `app` extra (in `dev`, so CI runs the browser test)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from depthlm_hf.app import build_app
 
