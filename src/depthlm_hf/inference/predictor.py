@@ -255,11 +255,8 @@ class QueryPredictor(ABC):
         """Answer a list of `(image, intrinsics, points)`: one answer per point (per pair for two-point tasks).
 
         Answers come in list order, then point order; batches may mix images. Each image is unified once.
-        An unfit query (`DepthLMProcessor.markable`) is not asked: its value is `None` and `reasons` says why.
-        `task`, `batch_size`, `task_fields` and `progress` are as in `predict`.
+        Unfit queries (`DepthLMProcessor.markable`) get `None` and a `reasons` entry; other arguments as in `predict`.
         """
-        if not all(isinstance(q, (tuple, list)) and len(q) == 3 for q in queries):
-            raise TypeError("`queries` must be a list of (image, intrinsics, points) tuples.")
         kept, reasons = query_inputs.split_unfit(self.processor, queries, task)
         if not kept:
             return DepthPrediction([], np.zeros(0), []).with_unasked(reasons)

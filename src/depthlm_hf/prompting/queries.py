@@ -294,9 +294,12 @@ def split_unfit(
 
     Returns `(kept, reasons)`: `kept` holds each image with only its askable points (images left with none are
     dropped), `reasons` one entry per query of the task's points (`None`: asked). The rule is
-    `processor.markable`. Raises `ValueError` naming `points` when an image's count is not a non-zero multiple
-    of the task's points per query; multi-image tasks pass through unchanged (the predictor refuses them).
+    `processor.markable`. Raises `TypeError` when a query is not such a tuple and `ValueError` naming `points`
+    when an image's count is not a non-zero multiple of the task's points per query; multi-image tasks pass
+    through unchanged (the predictor refuses them).
     """
+    if not all(isinstance(query, (tuple, list)) and len(query) == 3 for query in queries):
+        raise TypeError("`queries` must be a list of (image, intrinsics, points) tuples.")
     spec = get_task(task)
     if spec.num_images != 1:
         return list(queries), []
