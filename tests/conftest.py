@@ -49,6 +49,27 @@ def tiny_dir(tiny, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_tiny_dir(tmp_path_factory) -> Path:
+    """A saved tiny checkpoint taught the answer template (`depthlm_hf.testing.fit_answer_template`): on 112x84
+    flat grey images (camera fx = fy = 100) it answers 1.25, 2.5, 4.75, 8.0 m for grey 40, 90, 140, 190."""
+    import torch
+
+    from depthlm_hf.models.tiny import tiny_qwen2_5_vl
+    from depthlm_hf.testing import fit_answer_template
+
+    torch.manual_seed(0)
+    model, processor = tiny_qwen2_5_vl(seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fit_answer_template(model, processor)
+    torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("trained-tiny")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def ibims1_dir() -> Path:
     """The real iBims-1 sample in ../shared/data/ibims1 (tests using it are skipped when it is absent)."""
     path = SHARED_DATA / "ibims1"

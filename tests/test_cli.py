@@ -1,24 +1,45 @@
-"""The `depthlm` entry point."""
+"""The `depthlm` entry point: the command list, every command's --help, --version."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 import torch
 
+import depthlm_hf
 from depthlm_hf.cli import COMMANDS, main
 
 
 def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in COMMANDS)
+    assert all(f"  {name} " in out for name in COMMANDS)
+    assert {"predict", "app", "push"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_help_exits_0(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out
+    assert importlib.import_module(f"depthlm_hf.scripts.{command}").make_parser  # every command has one
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"depthlm_hf {depthlm_hf.__version__}\n"
 
 
 def test_unknown_command_lists_the_valid_ones(capsys):
     assert main(["dance"]) == 2
-    assert "unknown command 'dance'. Available: demo, prepare, sft, grpo, eval" in capsys.readouterr().err
+    assert (
+        "unknown command 'dance'. Available: demo, prepare, sft, grpo, eval, predict_dataset, predict, app, push"
+        in capsys.readouterr().err
+    )
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"

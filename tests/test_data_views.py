@@ -97,11 +97,13 @@ def test_random_crop_position_and_aspect_jitter_keep_markers_inside(source, proc
 def test_sft_rows_are_trl_prompt_completion_rows_and_parse_back(source, processor):
     view = TrainingView(source, processor, TrainingViewConfig(crop=False), seed=0, num_samples=5)
     for row in view:
-        assert set(row) == {"images", "prompt", "completion"}
+        assert set(row) == {"images", "prompt", "completion", "depth", "task"} and row["task"] == "distance"
         assert isinstance(row["images"][0], Image.Image)
         assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"][0] == {"type": "image"}
         assert row["completion"][0]["role"] == "assistant"
-        assert processor.parse_answer(row["completion"][0]["content"][0]["text"]) is not None
+        assert processor.parse_answer(row["completion"][0]["content"][0]["text"]) == pytest.approx(
+            row["depth"], abs=0.01
+        )
 
 
 def test_all_six_tasks_build_rows(processor):

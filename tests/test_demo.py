@@ -46,6 +46,17 @@ def test_fast_demo_writes_every_artifact(fast_report):
     assert (out / "model" / "config.json").is_file()
 
 
+def test_fast_demo_model_has_a_card_with_its_figures(fast_report):
+    from huggingface_hub import ModelCard
+
+    out, report = fast_report
+    card = ModelCard.load(out / "model" / "README.md")
+    assert card.text.lstrip().startswith("# model") and card.data.license == "apache-2.0"
+    assert card.data.base_model is None  # a random init has no Hub base model
+    figures = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert figures["delta1"] == report["model_delta1"] and figures["abs_rel"] == report["model_abs_rel"]
+
+
 def test_fast_demo_report_figures_are_finite(fast_report):
     out, report = fast_report
     saved = json.loads((out / "report.json").read_text())
@@ -153,7 +164,10 @@ def test_modes_ask_about_the_same_points():
     x, y = banks["marker"].text_points[0, 0]
     assert question(processor, banks["marker"], 0, 0, "marker").endswith(f"pixel ({x}, {y}) from the camera?")
     row = TrainingRows(banks["full"], processor, "full")[5]
-    assert set(row) == {"images", "prompt", "completion"} and row["completion"][0]["role"] == "assistant"
+    assert (
+        set(row) == {"images", "prompt", "completion", "depth", "task"} and row["completion"][0]["role"] == "assistant"
+    )
+    assert processor.parse_answer(row["completion"][0]["content"][0]["text"]) == pytest.approx(row["depth"], abs=0.01)
 
 
 def test_clean_cue_writes_the_distance_in_the_grey_level_at_the_query():

@@ -136,12 +136,32 @@ def test_two_point_task_groups_points_and_errors_are_clear(tiny):
         predictor.predict(flat_image(100), CAMERA, [[20, 20]], task="translation")
     with pytest.raises(ValueError, match="`batch_size`"):
         predictor.predict(flat_image(100), CAMERA, [[20, 20]], batch_size=0)
-    with pytest.raises(ValueError, match="`points`"):
-        predictor.predict(flat_image(100), CAMERA, [[500, 20]])
     with pytest.raises(ValueError, match=r"`points` must have shape \(N, 2\).*\(2, 3\)"):
         predictor.predict(flat_image(100), CAMERA, np.zeros((2, 3)))  # never read as 3 queries
     with pytest.raises(TypeError, match="`processor`"):
         DepthLMPredictor(tiny[0], object())
+
+
+def test_unfit_points_get_none_and_a_reason_not_an_error(trained):
+    predictor = DepthLMPredictor(*trained, batch_size=2, show_progress=False)
+    image = flat_image(40 + 50 * 2)
+    alone = predictor.predict(image, CAMERA, [[W // 2, H // 2]])
+    out = predictor.predict(image, CAMERA, [[0, 0], [W // 2, H // 2], [500, 20], [0, H // 2]])
+    assert out.values == [None, alone.values[0], None, None] == [None, VALUES[2], None, None]
+    assert out.confidence[1] == alone.confidence[0] and np.isnan(out.confidence[[0, 2, 3]]).all()
+    assert out.texts == ["", alone.texts[0], "", ""]
+    assert out.reasons == [
+        "too near the border for its arrow marker (size 5)",
+        None,
+        f"outside the {W}x{H} image",
+        "too near the border for its arrow marker (size 5)",
+    ]
+    pairs = predictor.predict(image, CAMERA, [[20, 20], [0, 0], [30, 60], [70, 20]], task="two_point_distance")
+    assert pairs.values[0] is None and pairs.reasons[0].startswith("too near") and pairs.reasons[1] is None
+    nothing = predictor.predict(image, CAMERA, [[0, 0]])
+    assert nothing.values == [None] and nothing.confidence.shape == (1,)
+    batch = predictor.predict_batch([(flat_image(40), CAMERA, [[0, 0]]), (image, CAMERA, [[0, 1], [W // 2, H // 2]])])
+    assert batch.values == [None, None, VALUES[2]] and batch.reasons[2] is None  # an image with nothing to ask
 
 
 def test_predict_rows_matches_predict_on_evaluation_rows(trained):

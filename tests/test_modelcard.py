@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 from huggingface_hub import ModelCard
+from PIL import Image
 
 from depthlm_hf.training.configs import DepthLMScriptArguments, DepthLMSFTConfig
 from depthlm_hf.training.modelcard import (
     ModelCardInfo,
     ModelCardMixin,
+    card_eval_results,
     card_info_from_args,
     read_card_info,
     recipe_from_args,
@@ -121,3 +127,45 @@ def test_run_from_a_local_depthlm_folder_names_its_hub_base(tiny, tmp_path):
     assert "base_model: Qwen/Qwen2.5-VL-3B-Instruct" in text and f"started from `{tmp_path / 'sft'}`" in text
     plain = card_info_from_args(script, args, processor, str(tmp_path), "sft")  # a folder without a card
     assert "base_model:" not in render_model_card(plain).split("---")[1]
+
+
+def test_title_base_model_datasets_license_and_model_index(tmp_path):
+    info = _info(hub_model_id=None, datasets={"me/rgbd-set": 0.5, "local_jsonl": 0.5}, license="apache-2.0")
+    info.eval_results = {"ibims1": {"delta1": 0.875, "abs_rel": 0.1}}
+    card = ModelCard.load(write_model_card(tmp_path / "my-depth-model", info))
+    assert card.text.lstrip().startswith("# my-depth-model")
+    assert card.data.datasets == ["me/rgbd-set"] and card.data.license == "apache-2.0"
+    assert {(r.dataset_name, r.metric_type, r.metric_value) for r in card.data.eval_results} == {
+        ("ibims1", "delta1", 0.875),
+        ("ibims1", "abs_rel", 0.1),
+    }
+    for local in ("tiny", str(tmp_path), "not a/valid id!"):
+        assert "base_model" not in render_model_card(_info(base_model=local)).split("---")[1]
+
+
+def test_card_eval_results_keeps_finite_headline_metrics():
+    results = {"distance": {"a": {"delta1": 0.5, "rmse": float("nan"), "seconds": 3.0}}, "time": {"a": {"delta1": 1}}}
+    assert card_eval_results(results) == {"a": {"delta1": 0.5}, "a/time": {"delta1": 1.0}}
+
+
+def test_sft_then_eval_update_card_gives_a_hub_card_with_delta1(tmp_path, one_thread):
+    """`depthlm sft` writes the card; `depthlm eval --update_card` adds its delta1; the Hub parser reads it back."""
+    from depthlm_hf.scripts import eval as eval_script
+    from depthlm_hf.scripts import sft
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    out = tmp_path / "tiny-sft"
+    sft.main(["--config", str(recipe), "--output_dir", str(out), "--synthetic_scenes", "4", "--max_steps", "2"])
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (168, 224, 3), dtype=np.uint8)).save(data / "a.png")
+    record = {"image": "a.png", "intrinsics": [200.0, 200.0, 111.5, 83.5, 224, 168],
+              "pixel_coords": [[60, 50], [150, 100], [112, 84]], "depth": [1.5, 3.0, 2.2]}  # fmt: skip
+    (data / "val.jsonl").write_text(json.dumps(record) + "\n")
+    argv = ["--model", str(out), "--data", f"toy={data / 'val.jsonl'}", "--output_dir", str(tmp_path / "eval")]
+    results = eval_script.main([*argv, "--plots", "false", "--update_card", "true"])
+    card = ModelCard.load(out / "README.md")
+    assert card.text.lstrip().startswith("# tiny-sft")
+    delta1 = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}[("toy", "delta1")]
+    assert delta1 == results["distance"]["toy"]["delta1"]
+    assert card.data.model_name == "tiny-sft" and f"| toy | {delta1:.4g} |" in card.text  # delta1 sorts first here

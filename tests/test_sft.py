@@ -88,7 +88,8 @@ def test_sft_30_steps_learns_saves_reloads_and_generates(tmp_path):
     assert isinstance(text, str) and len(text) > 0
 
     card = (out / "README.md").read_text()
-    assert "base_model: tiny" in card and "unified focal length: 200 px" in card
+    assert "base_model:" not in card.split("---")[1] and "# sft\n" in card  # a random init has no Hub base
+    assert "unified focal length: 200 px" in card
     assert "| learning_rate | 0.001 |" in card and "synthetic:ground" in card
 
 
@@ -220,3 +221,19 @@ def test_sft_on_a_mixture_of_curated_datasets(ibims1_dir, tmp_path, monkeypatch)
         assert image.height <= 1200
     card = (tmp_path / "README.md").read_text()
     assert "| ibims1_val | 0.909091 |" in card and "| ibims1_val_2 | 0.090909 |" in card  # one file, two entries
+
+
+def test_evaluation_logs_delta1_of_generated_answers(tmp_path):
+    """`eval_samples` rows are answered by generation at each evaluation; delta1 and AbsRel are logged with the loss."""
+    from depthlm_hf.inference.predictor import DepthLMPredictor
+    from depthlm_hf.training.trainers import generated_metrics
+
+    argv = _argv(tmp_path, "--max_steps", "2", "--per_device_train_batch_size", "2", "--eval_samples", "4")
+    trainer = sft.main([*argv, "--eval_strategy", "steps", "--eval_steps", "1", "--per_device_eval_batch_size", "4"])
+    logged = [entry for entry in trainer.state.log_history if "eval_delta1" in entry]
+    assert len(logged) == 2 and all("eval_abs_rel" in e and 0 <= e["eval_parse_rate"] <= 1 for e in logged)
+    assert len([entry for entry in trainer.state.log_history if "eval_loss" in entry]) == 2
+    rows = [trainer.eval_dataset[i] for i in range(4)]
+    assert {row["task"] for row in rows} == {"distance"} and all(row["depth"] > 0 for row in rows)
+    again = generated_metrics(DepthLMPredictor(trainer.model, trainer.processing_class, show_progress=False), rows)
+    assert again["delta1"] == logged[-1]["eval_delta1"] and again["parse_rate"] == logged[-1]["eval_parse_rate"]

@@ -6,6 +6,8 @@ import importlib
 import os
 import sys
 
+from depthlm_hf import __version__
+
 COMMANDS: dict[str, str] = {
     "demo": "learn metric depth from scratch on synthetic scenes, on CPU, and write a report",
     "prepare": "convert dense RGB-D data into the curated DepthLM format (jsonl + images)",
@@ -13,11 +15,14 @@ COMMANDS: dict[str, str] = {
     "grpo": "reinforcement fine-tuning with TRL's GRPOTrainer",
     "eval": "evaluate a model (or a constant baseline) on DepthLM benchmarks",
     "predict_dataset": "point clouds and depth maps for every image of a jsonl file (shards across ranks)",
+    "predict": "ask a checkpoint the distance of pixels of an image; write JSON, a point cloud and a depth map",
+    "app": "serve a checkpoint in a Gradio app: click a pixel, read metres; point cloud and depth map",
+    "push": "upload a checkpoint folder and its DepthLM model card to the Hugging Face Hub",
 }
 
 
 def _usage() -> str:
-    lines = ["usage: depthlm <command> [options]", "", "commands:"]
+    lines = ["usage: depthlm <command> [options]", "       depthlm --version", "", "commands:"]
     lines += [f"  {name:<16} {help_}" for name, help_ in COMMANDS.items()]
     lines += ["", "`depthlm <command> --help` shows the options of a command."]
     return "\n".join(lines)
@@ -27,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"depthlm_hf {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

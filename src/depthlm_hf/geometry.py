@@ -385,3 +385,31 @@ def point_to_point_distance(
     if p.shape[0] != 2:
         raise ValueError(f"`points` must hold exactly 2 pixels, got {p.shape[0]}.")
     return float(np.linalg.norm(p[0] - p[1]))
+
+
+def intrinsics_from_fov(width: int, height: int, fov_degrees: float) -> CameraIntrinsics:
+    """A centred pinhole camera with square pixels whose horizontal field of view is `fov_degrees` [deg].
+
+    The image spans `[-0.5, W - 0.5]` (see the module docstring), so `fx = (W / 2) / tan(fov / 2)` and the
+    principal point is the image centre `((W - 1) / 2, (H - 1) / 2)`.
+
+    >>> intrinsics_from_fov(640, 480, 90.0).to_list()
+    [320.0, 320.0, 319.5, 239.5, 640, 480]
+    """
+    if not (isinstance(fov_degrees, (int, float)) and 0 < fov_degrees < 180):
+        raise ValueError(f"`fov` must be a field of view in degrees in (0, 180), got {fov_degrees!r}.")
+    focal = round((width / 2) / math.tan(math.radians(fov_degrees) / 2), 9)
+    return CameraIntrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
+
+
+def focal_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """Focal length [px] of a `width` x `height` image from its 35 mm-equivalent focal length [mm].
+
+    The 35 mm equivalent compares diagonals: a 36 x 24 mm frame's diagonal spans the image's diagonal [px].
+
+    >>> round(focal_from_35mm(26.0, 4032, 3024), 1)
+    3028.7
+    """
+    if not (isinstance(focal_35mm, (int, float)) and math.isfinite(focal_35mm) and focal_35mm > 0):
+        raise ValueError(f"`focal_35mm` must be a positive focal length in mm, got {focal_35mm!r}.")
+    return focal_35mm * math.hypot(width, height) / math.hypot(36.0, 24.0)

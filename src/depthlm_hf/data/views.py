@@ -297,10 +297,11 @@ class TrainingView(_View):
         return np.flatnonzero(self.processor.markable(intr, coords, crop=window))
 
     def _row(self, image: Any, intr: CameraIntrinsics, sample: TaskSample, window) -> dict[str, Any]:
-        if self.row_format == "sft":
-            return self.processor.training_row(
+        if self.row_format == "sft":  # the target and task ride along for generation metrics; collators ignore them
+            row = self.processor.training_row(
                 image, intr, sample.points, sample.value, task=sample.task, crop=window, **sample.fields
             )
+            return {**row, "depth": sample.value, "task": sample.task}
         prepared = self.processor.prepare(image, intr, sample.points, crop=window)
         return {
             "images": [prepared.image],

@@ -7,6 +7,7 @@ collator: loss on the answer only), held-out evaluation against constants, pictu
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -35,6 +36,7 @@ from depthlm_hf.inference.pointcloud import PointCloud, query_grid
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import DepthLMSFTConfig
+from depthlm_hf.training.modelcard import CARD_METRICS, ModelCardInfo, recipe_from_args, write_model_card
 from depthlm_hf.training.setup import index_dataset
 from depthlm_hf.training.trainers import AnswerOnlyCollator
 
@@ -64,7 +66,7 @@ class DemoArguments:
     eval_scenes: int = field(default=500, metadata={"help": "Held-out scenes (one query each)."})
     max_steps: int = field(default=1200, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=32, metadata={"help": "Queries per step."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine, 10% warmup)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine, 10%% warmup)."})
     curve_every: int = field(default=100, metadata={"help": "Steps between learning-curve points."})
     curve_scenes: int = field(default=100, metadata={"help": "Held-out scenes per learning-curve point."})
     hidden_size: int = field(default=128, metadata={"help": "Text model width."})
@@ -124,6 +126,22 @@ FAST: dict[str, Any] = {
 
 EVAL_BATCH_SIZE = 64
 """Queries per `generate` call of the held-out evaluation (`DepthLMPredictor(batch_size=...)`)."""
+
+
+def _card_info(args: DemoArguments, processor, training_args, metrics: dict[str, Any]) -> ModelCardInfo:
+    """The demo model's card: a random tiny init trained on the demo's synthetic scenes, its held-out figures."""
+    figures = {k: float(metrics[k]) for k in CARD_METRICS if k in metrics and math.isfinite(metrics[k])}
+    return ModelCardInfo(
+        base_model=f"random init (depthlm_hf tiny Qwen2.5-VL, hidden {args.hidden_size}, seed {args.seed})",
+        datasets={f"depthlm demo synthetic ground scenes ({args.train_scenes} scenes, seed {args.seed})": 1.0},
+        unified_focal_length=processor.unified_focal_length,
+        focal_mode=processor.focal_mode,
+        marker=dict(processor.marker),
+        crop={"window centred on": "the query pixel" if args.crop == "query" else "the principal point"},
+        recipe=recipe_from_args(training_args),
+        eval_results={"demo held-out scenes": figures} if figures else {},
+        license="apache-2.0",
+    )
 
 
 def _training_args(args: DemoArguments, output_dir: Path) -> DepthLMSFTConfig:
@@ -221,6 +239,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     trainer.train()
     model.save_pretrained(output_dir / "model")
     processor.save_pretrained(output_dir / "model")
+    write_model_card(output_dir / "model", _card_info(args, processor, trainer.args, metrics))
 
     # Evaluated as any user would: the saved checkpoint through the public predictor.
     predictor = DepthLMPredictor.from_pretrained(output_dir / "model", device="cpu", batch_size=EVAL_BATCH_SIZE)

@@ -87,10 +87,13 @@ class TrainingRows:
         scene, point = int(rng.integers(scenes)), int(rng.integers(per_scene))
         image = model_image(self.bank, scene, point, self.mode, self.processor.marker_style)
         text = question(self.processor, self.bank, scene, point, self.mode)
+        distance = float(self.bank.distance[scene, point])
         return {
             "images": [image],
             "prompt": self.processor.prompt_messages(text),
-            "completion": self.processor.completion_messages(float(self.bank.distance[scene, point])),
+            "completion": self.processor.completion_messages(distance),
+            "depth": distance,
+            "task": "distance",
         }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,11 +29,25 @@ class DepthPrediction:
         confidence: (Q,) float in [0, 1], the probability of the answer at 0.1 resolution; NaN where
             `values` is `None`.
         texts: (Q,) the generated text after the forced prefix (the number and the token that ended it).
+        reasons: (Q,) why a query was not asked (e.g. its pixel is too near the border for the marker), `None`
+            for asked queries; an empty list means every query was asked.
     """
 
     values: list[float | None]
     confidence: np.ndarray
     texts: list[str]
+    reasons: list[str | None] = field(default_factory=list)
+
+    def with_unasked(self, reasons: Sequence[str | None]) -> DepthPrediction:
+        """These answers (one per asked query) spread over all queries: `None` where `reasons` say why not."""
+        asked = iter(range(len(self)))
+        picks = [next(asked) if reason is None else None for reason in reasons]
+        return DepthPrediction(
+            [None if i is None else self.values[i] for i in picks],
+            np.array([math.nan if i is None else self.confidence[i] for i in picks], dtype=np.float64),
+            ["" if i is None else self.texts[i] for i in picks],
+            list(reasons),
+        )
 
     def as_array(self) -> np.ndarray:
         """`values` as a (Q,) float array, NaN where `None`."""

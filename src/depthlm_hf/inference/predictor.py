@@ -37,6 +37,7 @@ from transformers import BatchFeature, StoppingCriteriaList
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria, TokenClasses, decode_numbers
 from depthlm_hf.prompting import marker_patches, presets
+from depthlm_hf.prompting import queries as query_inputs
 from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
@@ -254,15 +255,14 @@ class QueryPredictor(ABC):
         """Answer a list of `(image, intrinsics, points)`: one answer per point (per pair for two-point tasks).
 
         Answers come in list order, then point order; batches may mix images. Each image is unified once.
-        `task`, `batch_size`, `task_fields` and `progress` are as in `predict`.
+        Unfit queries (`DepthLMProcessor.markable`) get `None` and a `reasons` entry; other arguments as in `predict`.
         """
-        if not queries:
-            return DepthPrediction([], np.zeros(0), [])
-        if not all(isinstance(q, (tuple, list)) and len(q) == 3 for q in queries):
-            raise TypeError("`queries` must be a list of (image, intrinsics, points) tuples.")
-        images, cameras, points = (list(part) for part in zip(*queries, strict=True))
+        kept, reasons = query_inputs.split_unfit(self.processor, queries, task)
+        if not kept:
+            return DepthPrediction([], np.zeros(0), []).with_unasked(reasons)
+        images, cameras, points = (list(part) for part in zip(*kept, strict=True))
         prepared = self.preprocess(images, cameras, points, task, task_fields)
-        return self.postprocess(self.answer(prepared, batch_size, progress), task)
+        return self.postprocess(self.answer(prepared, batch_size, progress), task).with_unasked(reasons)
 
 
 class DepthLMPredictor(QueryPredictor):

@@ -101,6 +101,9 @@ class EvalArguments:
             "unreadable images, that a run accepts (0..1); above it the run fails."
         },
     )
+    update_card: bool = field(
+        default=False, metadata={"help": "Write the figures into the checkpoint's model card (README.md)."}
+    )
 
     def __post_init__(self) -> None:
         if not self.data:

@@ -31,6 +31,7 @@ from depthlm_hf.geometry import (
     unify_focal_length,
 )
 from depthlm_hf.prompting.markers import MarkerStyle, marker_fits
+from depthlm_hf.tasks.text import get_task
 
 Points = np.ndarray | Sequence[Sequence[float]]
 """(N, 2) [px] `[x, y]` pixels."""
@@ -260,3 +261,58 @@ def focal_transform(
     if pixel_map == "release":
         return release_focal_resize(camera, focal_length, max_pixels)
     return unify_focal_length(camera, focal_length, focal_mode, max_pixels)
+
+
+def unfit_reasons(
+    points: np.ndarray, camera: CameraIntrinsics, markable: np.ndarray, style: MarkerStyle, per_query: int = 1
+) -> list[str | None]:
+    """Why each query of `per_query` consecutive (N, 2) [px] input pixels cannot be asked, `None` if it can.
+
+    `markable` (N,) bool is `DepthLMProcessor.markable`'s verdict; `style` the `MarkerStyle` it used.
+
+    >>> cam = CameraIntrinsics(500, 500, 320, 240, 640, 480)
+    >>> unfit_reasons(np.array([[9.0, 9], [700, 9], [0, 0]]), cam, np.array([True, False, False]), MarkerStyle())
+    [None, 'outside the 640x480 image', 'too near the border for its arrow marker (size 5)']
+    """
+    within = inside(points, camera)
+    per_point = [
+        None
+        if ok
+        else f"outside the {camera.width}x{camera.height} image"
+        if not in_image
+        else f"too near the border for its {style.shape} marker (size {style.size})"
+        for ok, in_image in zip(np.asarray(markable).tolist(), within.tolist(), strict=True)
+    ]
+    groups = [per_point[i : i + per_query] for i in range(0, len(per_point), per_query)]
+    return [next((r for r in group if r is not None), None) for group in groups]
+
+
+def split_unfit(
+    processor: Any, queries: Sequence[tuple[Any, Any, Any]], task: str = "distance"
+) -> tuple[list[tuple[Any, Any, Any]], list[str | None]]:
+    """The `(image, intrinsics, points)` queries whose markers fit, and for every query (in order) why it does not.
+
+    Returns `(kept, reasons)`: `kept` holds each image with only its askable points (images left with none are
+    dropped), `reasons` one entry per query of the task's points (`None`: asked). The rule is
+    `processor.markable`. Raises `TypeError` when a query is not such a tuple and `ValueError` naming `points`
+    when an image's count is not a non-zero multiple of the task's points per query; multi-image tasks pass
+    through unchanged (the predictor refuses them).
+    """
+    if not all(isinstance(query, (tuple, list)) and len(query) == 3 for query in queries):
+        raise TypeError("`queries` must be a list of (image, intrinsics, points) tuples.")
+    spec = get_task(task)
+    if spec.num_images != 1:
+        return list(queries), []
+    kept, reasons = [], []
+    for image, intrinsics, points in queries:
+        pts, camera = point_array(points), CameraIntrinsics.from_list(intrinsics)
+        if len(pts) == 0 or len(pts) % spec.num_points:
+            raise ValueError(
+                f"`points` must hold a non-zero multiple of {spec.num_points} pixels for task {task!r}, got {len(pts)}."
+            )
+        why = unfit_reasons(pts, camera, processor.markable(camera, pts), processor.marker_style, spec.num_points)
+        asked = np.repeat([reason is None for reason in why], spec.num_points)
+        reasons += why
+        if asked.any():
+            kept.append((image, camera, pts[asked]))
+    return kept, reasons

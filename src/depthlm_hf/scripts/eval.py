@@ -9,7 +9,8 @@ set (`depthlm_hf.data.evaluation`: `num_samples` (record, pixel) pairs drawn onc
 pixels whose marker fits), for every task in `--tasks`. The output folder gets, per dataset and task,
 `predictions.jsonl` (one line per sample, appended as the run goes, so an interrupted run resumes where it
 stopped), and overall `results.json`, `results.csv`, `results.md` and plots (delta1 per dataset, predicted
-vs true). The runner is `depthlm_hf.metrics.evaluation.evaluate`.
+vs true). The runner is `depthlm_hf.metrics.evaluation.evaluate`. `--update_card true` writes the figures
+into the checkpoint's model card (its `model-index`, `depthlm_hf.training.modelcard`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from trl import TrlParser
 
 from depthlm_hf.metrics.evaluation import EvalArguments, evaluate
+from depthlm_hf.training.modelcard import card_eval_results, update_model_card
 
 
 def make_parser() -> TrlParser:
@@ -30,7 +32,10 @@ def make_parser() -> TrlParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse `argv` (default: `sys.argv[1:]`), evaluate, print the tables and return the results."""
     (args,) = make_parser().parse_args_and_config(argv)
-    return evaluate(args)
+    results = evaluate(args)
+    if args.update_card and results and not args.model.startswith("constant:"):  # rank 0 holds the results
+        print(f"model card updated: {update_model_card(args.model, card_eval_results(results))}")
+    return results
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ evaluation run can add figures later with `update_model_card`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 CARD_INFO_FILE = "depthlm_card.json"
 
@@ -63,6 +64,7 @@ class ModelCardInfo:
         eval_results: figures per evaluation dataset, e.g. `{"ibims1": {"delta1": 0.91, "absrel": 0.08}}`.
         hub_model_id: the Hub repository the model is pushed to, if any.
         peft: whether the folder holds a LoRA adapter rather than full weights.
+        license: the weights' license as a Hub license id (e.g. "apache-2.0"); the base model's terms apply.
     """
 
     base_model: str
@@ -78,6 +80,46 @@ class ModelCardInfo:
     eval_results: dict[str, dict[str, float]] = field(default_factory=dict)
     hub_model_id: str | None = None
     peft: bool = False
+    license: str | None = None
+
+
+CARD_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "rmse")
+"""Figures a card shows and lists in its `model-index`, from `depthlm eval` results."""
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` names a Hub repository (`owner/name`) rather than a local folder or a random init.
+
+    >>> is_hub_id("Qwen/Qwen2.5-VL-3B-Instruct"), is_hub_id("tiny"), is_hub_id(None)
+    (True, False, False)
+    """
+    if not name or name.count("/") != 1 or Path(name).exists():
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def card_eval_results(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """`depthlm eval` results (task -> dataset -> metrics) as card figures (dataset -> metric -> value).
+
+    The distance task is the dataset's own entry; other tasks are `dataset/task`. Only finite `CARD_METRICS`.
+
+    >>> card_eval_results({"distance": {"ibims1": {"delta1": 0.9, "num_samples": 8}}, "speed": {"x": {"delta1": 0.5}}})
+    {'ibims1': {'delta1': 0.9}, 'x/speed': {'delta1': 0.5}}
+    """
+    figures = {}
+    for task, per_dataset in results.items():
+        for dataset, metrics in per_dataset.items():
+            name = dataset if task == "distance" else f"{dataset}/{task}"
+            kept = {m: float(metrics[m]) for m in CARD_METRICS if m in metrics and math.isfinite(metrics[m])}
+            if kept:
+                figures[name] = kept
+    return figures
 
 
 def recipe_from_args(training_args: Any) -> dict[str, Any]:
@@ -155,23 +197,45 @@ def _eval_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(info: ModelCardInfo) -> str:
+def render_model_card(info: ModelCardInfo, name: str | None = None) -> str:
     """The card text: Hub metadata (YAML front matter) and a Markdown body.
+
+    The title is the Hub repository's name, else `name` (the folder's), else "DepthLM model". Metadata:
+    `base_model` when it is a Hub id (not a local folder or a random init), `datasets` that are Hub ids,
+    `license` when known, and a `model-index` of the evaluation figures.
 
     >>> text = render_model_card(ModelCardInfo("Qwen/Qwen2.5-VL-3B-Instruct", datasets={"ibims1": 1.0}))
     >>> text.splitlines()[1], "unified focal length: 1000 px" in text
     ('base_model: Qwen/Qwen2.5-VL-3B-Instruct', True)
     """
+    title = info.hub_model_id.split("/")[-1] if info.hub_model_id else name or "DepthLM model"
     data = ModelCardData(
-        base_model=None if Path(info.base_model).is_dir() else info.base_model,
+        base_model=info.base_model if is_hub_id(info.base_model) else None,
+        datasets=[d for d in info.datasets if is_hub_id(d)] or None,
+        license=info.license,
         library_name="peft" if info.peft else "transformers",
         pipeline_tag="image-text-to-text",
         tags=["depthlm", "metric-depth", "visual-prompting", "trl", info.method],
+        model_name=title,
+        eval_results=[
+            EvalResult(
+                task_type="depth-estimation",
+                task_name="Metric depth of marked pixels",
+                dataset_type=dataset,
+                dataset_name=dataset,
+                metric_type=metric,
+                metric_name=metric,
+                metric_value=value,
+            )
+            for dataset, figures in info.eval_results.items()
+            for metric, value in figures.items()
+        ]
+        or None,
     )
     method = {"sft": "supervised fine-tuning (TRL `SFTTrainer`)", "grpo": "GRPO (TRL `GRPOTrainer`)"}[info.method]
     repo = info.hub_model_id or "path/to/this/folder"
     parts = [
-        f"# {repo.split('/')[-1]}",
+        f"# {title}",
         f"A DepthLM model: `{info.base_model}` trained by {method} to answer metric distances of "
         "marked pixels in text, with no new head or loss (DepthLM, arXiv 2509.25413)."
         + (f" Training started from `{info.started_from}`." if info.started_from else ""),
@@ -210,7 +274,7 @@ def write_model_card(folder: str | Path, info: ModelCardInfo) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CARD_INFO_FILE).write_text(json.dumps(asdict(info), indent=2, sort_keys=True) + "\n")
     path = folder / "README.md"
-    ModelCard(render_model_card(info)).save(path)
+    ModelCard(render_model_card(info, folder.resolve().name)).save(path)
     return path
 
 

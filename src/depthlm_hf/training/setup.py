@@ -64,12 +64,12 @@ def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> D
 class RowTransform:
     """Picklable `datasets` transform from sample indices to TRL rows, rendered on access by `view`.
 
-    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows with the `depth` target and `task`;
-    both carry the sample `index` (trainers ignore it; it identifies the sample in logs and tests).
+    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows; both carry the `depth` target and `task`
+    (rewards and generation metrics read them) and the sample `index` (it identifies the sample in logs and tests).
     """
 
     COLUMNS = {
-        "sft": ("images", "prompt", "completion", "index"),
+        "sft": ("images", "prompt", "completion", "depth", "task", "index"),
         "grpo": ("images", "prompt", "depth", "task", "index"),
     }
 

@@ -11,6 +11,9 @@ from transformers import PreTrainedModel
 from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
+from depthlm_hf.inference.predictor import DepthLMPredictor
+from depthlm_hf.metrics.functional import depth_metrics
+from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.modelcard import ModelCardMixin
 
 
@@ -43,8 +46,55 @@ class CheckpointResumeMixin:
         self._load_from_checkpoint(self.state.best_model_checkpoint, model)
 
 
-class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, SFTTrainer):
-    """TRL's `SFTTrainer`, resuming with the checkpoint's weights and writing the DepthLM model card."""
+class GeneratedMetricsMixin:
+    """Trainer mixin: each evaluation also generates the answers of the eval split and logs their depth metrics.
+
+    After the loss evaluation, the eval rows (`images`, `prompt`, `depth` target, `task`) are answered greedily
+    through `DepthLMPredictor.predict_rows` (forced answer prefix, stop at the number's end) and
+    `depth_metrics` adds `eval_delta1`, `eval_abs_rel` and `eval_parse_rate` (share of answers with a number)
+    to the logged metrics. Every process answers the whole split (ZeRO-3 generation needs all of them).
+    """
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # type: ignore[misc]
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset  # type: ignore[attr-defined]
+        if dataset is None or isinstance(dataset, dict) or not isinstance(self.processing_class, DepthLMProcessor):  # type: ignore[attr-defined]
+            return metrics
+        training = self.model.training  # type: ignore[attr-defined]
+        figures = generated_metrics(self._metrics_predictor(), [dataset[i] for i in range(len(dataset))])
+        self.model.train(training)  # type: ignore[attr-defined]
+        figures = {f"{metric_key_prefix}_{name}": value for name, value in figures.items()}
+        self.log(figures)  # type: ignore[attr-defined]
+        return {**metrics, **figures}
+
+    def _metrics_predictor(self) -> DepthLMPredictor:
+        model = self.accelerator.unwrap_model(self.model)  # type: ignore[attr-defined]
+        predictor = getattr(self, "_depthlm_predictor", None)
+        if predictor is None or predictor.model is not model:  # the token tables are built once per run
+            predictor = DepthLMPredictor(
+                model,
+                self.processing_class,
+                batch_size=self.args.per_device_eval_batch_size,
+                show_progress=False,  # type: ignore[attr-defined]
+            )
+            self._depthlm_predictor = predictor
+        return predictor
+
+
+def generated_metrics(predictor: DepthLMPredictor, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """delta1, AbsRel and parse rate of `predictor`'s greedy answers to `rows` against their `depth` targets."""
+    values, targets = [], []
+    for task in dict.fromkeys(row["task"] for row in rows):
+        group = [row for row in rows if row["task"] == task]
+        values += predictor.predict_rows(group, task=task, progress=False).values
+        targets += [float(row["depth"]) for row in group]
+    metrics = depth_metrics(values, targets)
+    return {"delta1": metrics["delta1"], "abs_rel": metrics["abs_rel"], "parse_rate": 1 - metrics["parse_failure_rate"]}
+
+
+class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, GeneratedMetricsMixin, SFTTrainer):
+    """TRL's `SFTTrainer`, resuming with the checkpoint's weights, writing the DepthLM model card and logging
+    the delta1 of generated answers at each evaluation."""
 
 
 @dataclass
