@@ -194,3 +194,11 @@ def test_scale_properties(pairs, scale):
     assert abs(both["delta1"] - base["delta1"]) <= 1 / len(pairs) + 1e-12  # a ratio exactly at 1.25 may flip
     only_pred = depth_metrics([p * scale for p in pred], gt)
     assert only_pred["silog"] == pytest.approx(base["silog"], rel=1e-6, abs=1e-6)
+
+
+def test_silog_of_a_global_scale_is_zero_without_cancellation():
+    """Predictions that are one global scale of the references: SILog 0 up to rounding of the logs (was ~4e-6)."""
+    gt = [0.05, 0.07, 199.0, 3.3, 0.5]
+    base = depth_metrics(gt, gt)["silog"]
+    scaled = depth_metrics([g * 7.3 for g in gt], gt)["silog"]
+    assert base == 0.0 and scaled < 1e-9

@@ -137,8 +137,10 @@ def depth_metrics(
     out["rmse"] = float(np.sqrt(np.mean(err**2)))
     out["rmse_log"] = float(np.sqrt(np.mean(log_err**2)))
     out["log10"] = float(np.mean(np.abs(np.log10(p) - np.log10(g))))
-    # Clamp tiny negative variances from rounding (e.g. a constant log ratio) before the square root.
-    out["silog"] = float(100.0 * np.sqrt(max(np.mean(log_err**2) - np.mean(log_err) ** 2, 0.0)))
+    # SILog = 100 sqrt(E[d^2] - E[d]^2), d the log ratio, computed as the variance of d shifted by its first value:
+    # the same number, without the cancellation of E[d^2] - E[d]^2 (a constant ratio gives exactly 0).
+    shifted = log_err - log_err[0]
+    out["silog"] = float(100.0 * np.sqrt(np.mean((shifted - shifted.mean()) ** 2)))
     return {key: out[key] for key in (*METRIC_NAMES, *COUNT_NAMES, *RATE_NAMES)}
 
 
