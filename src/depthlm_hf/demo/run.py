@@ -239,12 +239,12 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     trainer.train()
     model.save_pretrained(output_dir / "model")
     processor.save_pretrained(output_dir / "model")
-    write_model_card(output_dir / "model", _card_info(args, processor, trainer.args, metrics))
 
     # Evaluated as any user would: the saved checkpoint through the public predictor.
     predictor = DepthLMPredictor.from_pretrained(output_dir / "model", device="cpu", batch_size=EVAL_BATCH_SIZE)
     result = evaluate(predictor, eval_bank, mode, progress=True)
     metrics = result["metrics"]
+    write_model_card(output_dir / "model", _card_info(args, processor, trainer.args, metrics))
 
     shown = list(range(min(8, args.eval_scenes)))
     plot_examples(

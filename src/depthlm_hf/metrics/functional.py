@@ -131,7 +131,7 @@ def depth_metrics(
         out.update({name: math.nan for name in METRIC_NAMES[3:]})
         return {key: out[key] for key in (*METRIC_NAMES, *COUNT_NAMES, *RATE_NAMES)}
     err = p - g
-    log_err = np.log(p) - np.log(g)
+    log_err = np.log(p / g)  # one rounding: equal ratios give equal log ratios
     out["abs_rel"] = float(np.mean(np.abs(err) / g))
     out["sq_rel"] = float(np.mean(err**2 / g))
     out["rmse"] = float(np.sqrt(np.mean(err**2)))
