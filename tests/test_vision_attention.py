@@ -12,7 +12,7 @@ from transformers import Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
 
 from depthlm_hf.inference import vision_attention
-from depthlm_hf.inference.vision_attention import BatchedWindowAttention, window_groups
+from depthlm_hf.inference.vision_attention import BatchedWindowAttention, window_plan
 
 # The published Qwen2.5-VL vision tower's attention widths (3B and 7B share them), cut to one windowed block with
 # a narrow MLP (the change does not touch the MLP; the full-attention blocks are covered on the tiny model).
@@ -60,22 +60,27 @@ def _count_sdpa(monkeypatch) -> list[int]:
     return calls
 
 
-def test_window_groups_by_length_drops_empty_windows():
-    assert window_groups((0, 64, 128, 160, 224, 256, 256)) == ((64, (0, 64, 160)), (32, (128, 224)))
-    assert window_groups((0, 10)) == ((10, (0,)),)
-    assert window_groups((0, 0)) == ()
+def test_window_plan_groups_equal_windows_and_drops_empty_ones():
+    order, groups = window_plan((0, 64, 128, 160, 224, 256, 256))
+    assert groups == ((64, 3), (32, 2))
+    assert order == (*range(0, 128), *range(160, 224), *range(128, 160), *range(224, 256))
+    assert window_plan((0, 10)) == (None, ((10, 1),))
+    assert window_plan((0, 0)) == (None, ())
 
 
-def test_windowed_attention_matches_attention_window_by_window():
+def test_module_equals_stock_on_irregular_windows_in_float64():
+    config = Qwen2_5_VLConfig(vision_config={"hidden_size": 48, "num_heads": 3}).vision_config
+    config._attn_implementation = "sdpa"
     torch.manual_seed(1)
-    bounds = [0, 5, 9, 14, 14, 16, 21]  # lengths 5, 4, 5, 0, 2, 5: three groups, one empty window
-    q, k, v = (torch.randn(21, 3, 8, dtype=torch.float64) for _ in range(3))
-    got = vision_attention.windowed_attention(q, k, v, torch.tensor(bounds), scale=0.3)
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        if end > start:
-            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
-            want = torch.softmax(qs @ ks.transpose(1, 2) * 0.3, dim=-1) @ vs
-            torch.testing.assert_close(got[start:end], want.transpose(0, 1), rtol=0, atol=1e-12)
+    attention = qwen.Qwen2_5_VLVisionAttention(config).double()
+    bounds = torch.tensor([0, 5, 9, 14, 16, 21, 25])  # lengths 5, 4, 5, 2, 5, 4: three groups
+    hidden = torch.randn(25, 48, dtype=torch.float64)
+    angles = torch.randn(25, 8, dtype=torch.float64).repeat(1, 2)
+    kwargs = {"cu_seqlens": bounds, "position_embeddings": (angles.cos(), angles.sin())}
+    stock = attention(hidden, **kwargs)
+    with vision_attention.batched(attention):
+        batched = attention(hidden, **kwargs)
+    torch.testing.assert_close(batched, stock, rtol=0, atol=1e-12)
 
 
 def test_tiny_model_logits_and_gradients_equal_the_stock_path(tiny, one_thread):

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "record_features": "data",
     "rgbd_to_record": "data",
     "TrainingView": "data",
+    "GroupedTrainingView": "data",
     "TrainingViewConfig": "data",
     "EvaluationView": "data",
     "MixtureView": "data",

@@ -1,8 +1,9 @@
-"""DepthLM data: record schema, curated-format loader, RGB-D converter, training and evaluation views."""
+"""DepthLM data: record schema, curated loader, RGB-D converter, training (plain or grouped) and evaluation views."""
 
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.curated import CuratedDataset, load_curated, resolve_image_path
 from depthlm_hf.data.evaluation import EvaluationView
+from depthlm_hf.data.grouped import GroupedTrainingView
 from depthlm_hf.data.records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
 from depthlm_hf.data.views import (
     PAPER_MIXTURE_WEIGHTS,
@@ -17,6 +18,7 @@ __all__ = [
     "SKIP_REASONS",
     "CuratedDataset",
     "EvaluationView",
+    "GroupedTrainingView",
     "InvalidRecordError",
     "MixtureView",
     "TrainingView",

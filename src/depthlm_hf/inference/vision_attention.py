@@ -4,9 +4,10 @@ With `attn_implementation="sdpa"` (or "eager"), transformers runs each vision bl
 call per window: ~2,500 small calls for a 1148x868 image, each paying ~30 us of host time, which on a
 GPU costs more than the attention's arithmetic. The windows of a block come in a few lengths only
 (full 8x8-patch windows, the shorter ones at the right and bottom edges, and one window per image in
-the full-attention blocks), so :class:`BatchedWindowAttention` gathers the windows of each length into
-one batched `scaled_dot_product_attention` call: each window still attends only to itself, with the
-same arithmetic, so outputs match the stock path to float rounding (max |diff| ~1e-6 in fp32).
+the full-attention blocks), so :class:`BatchedWindowAttention` reorders the tokens once so that the
+windows of each length form one (windows, length) batch, makes one `scaled_dot_product_attention` call
+per length, and puts the tokens back after the output projection. Each window still attends only to
+itself, with the same arithmetic, so outputs match the stock path to float rounding (~1e-6 in fp32).
 Flash-attention implementations already run one variable-length call per block and keep the stock code.
 
     >>> from depthlm_hf.inference import vision_attention
@@ -35,49 +36,42 @@ BATCHED_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
 @lru_cache(maxsize=16)
-def window_groups(bounds: tuple[int, ...]) -> tuple[tuple[int, tuple[int, ...]], ...]:
-    """Windows grouped by length: `((length, starts), ...)` from cumulative bounds `(0, b1, ..., S)` [tokens].
+def window_plan(bounds: tuple[int, ...]) -> tuple[tuple[int, ...] | None, tuple[tuple[int, int], ...]]:
+    """Token order that puts windows of equal length next to each other, and the `(length, count)` groups.
 
-    Empty windows are dropped; groups come in order of their first window.
+    `bounds` are the cumulative window bounds `(0, b1, ..., S)` [tokens]; empty windows are dropped.
+    The order is None when the windows already come grouped (a single image's full-attention block, or
+    equal windows tiling the sequence); groups come in order of their first window.
 
-    >>> window_groups((0, 64, 128, 160, 224, 256, 256))
-    ((64, (0, 64, 160)), (32, (128, 224)))
+    >>> window_plan((0, 4, 6, 10, 12, 12))
+    ((0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 10, 11), ((4, 2), (2, 2)))
+    >>> window_plan((0, 4, 8))
+    (None, ((4, 2),))
     """
-    groups: dict[int, list[int]] = {}
+    windows: dict[int, list[int]] = {}
     for start, end in pairwise(bounds):
         if end > start:
-            groups.setdefault(end - start, []).append(start)
-    return tuple((length, tuple(starts)) for length, starts in groups.items())
+            windows.setdefault(end - start, []).append(start)
+    groups = tuple((length, len(starts)) for length, starts in windows.items())
+    order = tuple(
+        token for length, starts in windows.items() for start in starts for token in range(start, start + length)
+    )
+    return (None if order == tuple(range(len(order))) else order), groups
 
 
-def windowed_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor, scale: float
-) -> torch.Tensor:
-    """Attention of each window to itself, one batched SDPA call per window length.
+_ORDERS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    Args:
-        query, key, value: (S, H, D) tokens of all windows, window after window.
-        cu_seqlens: (W + 1,) int, cumulative window bounds `[0, ..., S]` [tokens].
-        scale: the softmax scale (1 / sqrt(D) in Qwen2.5-VL).
 
-    Returns:
-        (S, H, D): each token's attention output over the tokens of its own window.
-    """
-    seq_len = query.shape[0]
-    groups = window_groups(tuple(int(b) for b in cu_seqlens.tolist()))
-    if len(groups) == 1 and groups[0][1] == tuple(range(0, seq_len, groups[0][0])):
-        length = groups[0][0]  # equal windows tiling the sequence: a view, no gather
-        q, k, v = (t.reshape(-1, length, *t.shape[1:]).transpose(1, 2) for t in (query, key, value))
-        return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(query.shape)
-    outputs, order = [], []
-    for length, starts in groups:
-        index = (torch.tensor(starts, device=query.device)[:, None] + torch.arange(length, device=query.device)).ravel()
-        q, k, v = (t[index].reshape(len(starts), length, *t.shape[1:]).transpose(1, 2) for t in (query, key, value))
-        outputs.append(
-            F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(-1, *query.shape[1:])
-        )
-        order.append(index)
-    return torch.cat(outputs)[torch.argsort(torch.cat(order))]
+def _order_tensors(bounds: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`window_plan(bounds)`'s token order and its inverse as index tensors on `device`, made once per layout
+    (the blocks of a forward pass share one layout; a host-to-device copy per block would stall the GPU)."""
+    key = (bounds, str(device))
+    if key not in _ORDERS:
+        if len(_ORDERS) >= 16:
+            _ORDERS.clear()
+        forward = torch.tensor(window_plan(bounds)[0], device=device)
+        _ORDERS[key] = (forward, torch.argsort(forward))
+    return _ORDERS[key]
 
 
 class BatchedWindowAttention(qwen.Qwen2_5_VLVisionAttention):
@@ -90,16 +84,33 @@ class BatchedWindowAttention(qwen.Qwen2_5_VLVisionAttention):
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """(S, C) hidden states of the windows of all images -> (S, C); the stock signature."""
+        """(S, C) hidden states of the windows of all images -> (S, C); the stock signature.
+
+        Tokens are reordered once so that each group of equal windows is one contiguous (count, length)
+        batch, and put back after the output projection (both per-token maps, so the order does not matter).
+        """
         if self.config._attn_implementation not in BATCHED_IMPLEMENTATIONS or position_embeddings is None:
             return super().forward(hidden_states, cu_seqlens, position_embeddings=position_embeddings, **kwargs)
+        bounds = tuple(cu_seqlens.tolist())
+        order, groups = window_plan(bounds)
+        cos, sin = position_embeddings
+        if order is not None:
+            forward, inverse = _order_tensors(bounds, hidden_states.device)
+            hidden_states, cos, sin = (t.index_select(0, forward) for t in (hidden_states, cos, sin))
         seq_len = hidden_states.shape[0]
-        query, key, value = (
-            self.qkv(hidden_states).reshape(seq_len, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
-        )
-        query, key = qwen.apply_rotary_pos_emb_vision(query, key, *position_embeddings)
-        output = windowed_attention(query, key, value, cu_seqlens, self.scaling)
-        return self.proj(output.reshape(seq_len, -1))
+        qkv = self.qkv(hidden_states).reshape(seq_len, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        query, key = qwen.apply_rotary_pos_emb_vision(qkv[0], qkv[1], cos, sin)
+        outputs, start = [], 0
+        for length, count in groups:
+            q, k, v = (
+                t[start : start + length * count].reshape(count, length, *t.shape[1:]).transpose(1, 2)
+                for t in (query, key, qkv[2])
+            )
+            attended = F.scaled_dot_product_attention(q, k, v, scale=self.scaling)
+            outputs.append(attended.transpose(1, 2).reshape(length * count, -1))
+            start += length * count
+        output = self.proj(torch.cat(outputs) if len(outputs) > 1 else outputs[0])
+        return output if order is None else output.index_select(0, inverse)
 
 
 def _attention_modules(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
