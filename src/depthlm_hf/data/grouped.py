@@ -25,11 +25,13 @@ import numpy as np
 from PIL import Image
 
 from depthlm_hf.data.records import InvalidRecordError
-from depthlm_hf.data.views import RowFormat, TrainingView, TrainingViewConfig, _rng
+from depthlm_hf.data.seeding import rng as _rng
+from depthlm_hf.data.views import RowFormat, TrainingView, TrainingViewConfig
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
 from depthlm_hf.prompting.imaging import apply_transform
 from depthlm_hf.prompting.markers import draw_markers
 from depthlm_hf.tasks.samples import build_sample
+from depthlm_hf.tasks.text import get_task
 
 _GROUP_STREAM = 1
 """Third seed word of the group generators, so that they never coincide with a row's `(seed, index)`."""
@@ -136,8 +138,8 @@ class GroupedTrainingView(TrainingView):
 
     def _grouped_row(self, unified: UnifiedImage, rng: np.random.Generator) -> dict[str, Any] | None:
         task = self._tasks[int(rng.choice(len(self._tasks), p=self._task_p))]
-        if task == "translation":
-            return self._translation_row(unified.record, rng)
+        if get_task(task).num_images > 1:
+            return self._two_view_row(task, unified.record, rng)
         window = self._window(unified.intrinsics, rng)
         candidates = self._fitting(unified.record["pixel_coords"], unified.intrinsics, window)
         sample = build_sample(task, unified.record, rng, candidates, self.config.ranges)
