@@ -59,6 +59,8 @@ def test_dataset_entries_parse_shorthand_and_mappings():
         ({"aspect_jitter": [1.3, 1.0]}, "`aspect_jitter` must be \\[lo, hi\\]"),
         ({"unified_focal_length": -5.0}, "`unified_focal_length` must be > 0"),
         ({"synthetic_scenes": 0}, "`synthetic_scenes` must be > 0"),
+        ({"rows_per_image": 0}, "`rows_per_image` must be >= 1, got 0"),
+        ({"vision_attention": "fast"}, "`vision_attention` must be 'batched' or 'stock', got 'fast'"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, message):

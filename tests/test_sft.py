@@ -237,3 +237,31 @@ def test_evaluation_logs_delta1_of_generated_answers(tmp_path):
     assert {row["task"] for row in rows} == {"distance"} and all(row["depth"] > 0 for row in rows)
     again = generated_metrics(DepthLMPredictor(trainer.model, trainer.processing_class, show_progress=False), rows)
     assert again["delta1"] == logged[-1]["eval_delta1"] and again["parse_rate"] == logged[-1]["eval_parse_rate"]
+
+
+def test_grouped_rows_are_read_in_order_with_batched_vision_attention(tmp_path, monkeypatch):
+    from depthlm_hf.data import GroupedTrainingView
+    from depthlm_hf.inference import vision_attention
+
+    seen, views = [], []
+    original = AnswerOnlyCollator.torch_call
+
+    def recording(self, examples):
+        seen.append([int(example["index"]) for example in examples])
+        return original(self, examples)
+
+    real_init = GroupedTrainingView.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        views.append(self)
+
+    monkeypatch.setattr(AnswerOnlyCollator, "torch_call", recording)
+    monkeypatch.setattr(GroupedTrainingView, "__init__", init)
+    common = ("--per_device_train_batch_size", "2", "--save_strategy", "no", "--rows_per_image", "3")
+    trainer = sft.main(_argv(tmp_path / "grouped", "--max_steps", "3", *common))
+    assert seen == [[0, 1], [2, 3], [4, 5]]
+    assert len(views) == 1 and views[0].rows_per_image == 3
+    assert vision_attention.is_enabled(trainer.model)
+    stock = sft.main(_argv(tmp_path / "stock", "--max_steps", "1", "--vision_attention", "stock"))
+    assert not vision_attention.is_enabled(stock.model) and not stock.read_in_order

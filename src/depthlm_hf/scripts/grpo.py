@@ -28,6 +28,7 @@ from depthlm_hf.training.setup import (
     peft_config,
     resume_checkpoint,
     save_outputs,
+    set_vision_attention,
     skip_report,
 )
 from depthlm_hf.training.trainers import DepthLMGRPOTrainer
@@ -57,7 +58,7 @@ def train(
     processor.system_prompt = training_args.system_prompt or None
     report = skip_report(script_args, training_args)  # skipped records: printed, checked, data_skips.json
     train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="grpo", report=report)
-    model = load_model(model_args, training_args)
+    model = set_vision_attention(load_model(model_args, training_args), script_args)
 
     trainer = DepthLMGRPOTrainer(
         model=model,

@@ -26,6 +26,7 @@ from depthlm_hf.training.setup import (
     peft_config,
     resume_checkpoint,
     save_outputs,
+    set_vision_attention,
     skip_report,
 )
 from depthlm_hf.training.trainers import AnswerOnlyCollator, DepthLMSFTTrainer
@@ -51,7 +52,7 @@ def train(
     processor = load_processor(model_args, script_args)
     report = skip_report(script_args, training_args)  # skipped records: printed, checked, data_skips.json
     train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft", report=report)
-    model = load_model(model_args, training_args)
+    model = set_vision_attention(load_model(model_args, training_args), script_args)
 
     collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
     trainer = DepthLMSFTTrainer(
@@ -64,6 +65,7 @@ def train(
         peft_config=peft_config(model_args),
         callbacks=[*(callbacks or []), report],
     )
+    trainer.read_in_order = script_args.rows_per_image > 1
     trainer.card_info = card_info_from_args(
         script_args, training_args, processor, model_args.model_name_or_path, "sft", peft=model_args.use_peft
     )

@@ -144,6 +144,21 @@ class DepthLMScriptArguments:
             "skips; turn off for very large datasets (the counts then come from the records drawn)."
         },
     )
+    rows_per_image: int = field(
+        default=1,
+        metadata={
+            "help": "Consecutive training rows drawn from one decoded, focal-unified image, each with its own crop, "
+            "task and pixels (`depthlm_hf.data.GroupedTrainingView`; the paper trains on several labelled pixels "
+            "per image). > 1 decodes each image once, and SFT then reads the rows in index order."
+        },
+    )
+    vision_attention: Literal["batched", "stock"] = field(
+        default="batched",
+        metadata={
+            "help": "Qwen2.5-VL vision attention: 'batched' runs one SDPA call per window length and block "
+            "(`depthlm_hf.inference.vision_attention`, same outputs), 'stock' transformers' call per window."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.dataset_specs()
@@ -170,6 +185,10 @@ class DepthLMScriptArguments:
         check_limit(self.max_skipped_fraction)
         if self.unified_focal_length is not None and self.unified_focal_length <= 0:
             raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
+        if self.rows_per_image < 1:
+            raise ValueError(f"`rows_per_image` must be >= 1, got {self.rows_per_image}.")
+        if self.vision_attention not in ("batched", "stock"):
+            raise ValueError(f"`vision_attention` must be 'batched' or 'stock', got {self.vision_attention!r}.")
 
     def processor_overrides(self) -> dict[str, Any]:
         """The DepthLMProcessor settings given explicitly (`marker` holds only the given marker keys)."""

@@ -14,8 +14,10 @@ from datasets import Dataset
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 from trl import ModelConfig, get_peft_config
 
+from depthlm_hf.data.grouped import GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
+from depthlm_hf.inference import vision_attention
 from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source
@@ -145,9 +147,18 @@ def training_view(
         tasks=dict(zip(script_args.tasks, weights, strict=True)),
     )
     sources = record_sources(script_args, seed, processor.max_image_pixels)
-    views = {
-        name: TrainingView(source, processor, config, seed=seed, row_format=kind) for name, source in sources.items()
-    }
+    if script_args.rows_per_image > 1:
+        views = {
+            name: GroupedTrainingView(
+                source, processor, config, seed=seed, row_format=kind, rows_per_image=script_args.rows_per_image
+            )
+            for name, source in sources.items()
+        }
+    else:
+        views = {
+            name: TrainingView(source, processor, config, seed=seed, row_format=kind)
+            for name, source in sources.items()
+        }
     if report is not None:
         for name, source in sources.items():
             report.scan(name, source)
@@ -213,6 +224,12 @@ def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
         **(training_args.model_init_kwargs or {}),
     }
     return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def set_vision_attention(model: torch.nn.Module, script_args: DepthLMScriptArguments) -> torch.nn.Module:
+    """`model` with the vision attention `script_args.vision_attention` asks for (a no-op without Qwen2.5-VL)."""
+    (vision_attention.enable if script_args.vision_attention == "batched" else vision_attention.disable)(model)
+    return model
 
 
 def peft_config(model_args: ModelConfig):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PreTrainedModel
 from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
@@ -94,7 +95,19 @@ def generated_metrics(predictor: DepthLMPredictor, rows: list[dict[str, Any]]) -
 
 class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, GeneratedMetricsMixin, SFTTrainer):
     """TRL's `SFTTrainer`, resuming with the checkpoint's weights, writing the DepthLM model card and logging
-    the delta1 of generated answers at each evaluation."""
+    the delta1 of generated answers at each evaluation.
+
+    With `read_in_order` set, training rows are read in index order instead of a random permutation:
+    the rows are random draws already (a pure function of (seed, index)), and index order lets a
+    grouped view decode each image once for its consecutive rows.
+    """
+
+    read_in_order: bool = False
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.read_in_order:
+            return torch.utils.data.SequentialSampler(self.train_dataset if train_dataset is None else train_dataset)
+        return super()._get_train_sampler(train_dataset)
 
 
 @dataclass
