@@ -60,7 +60,7 @@ def test_sft_recipes_state_the_papers_numbers(model):
     assert global_batch == batch
     assert args.max_steps * global_batch == pytest.approx(samples, rel=1e-4)
     assert (args.lr_scheduler_type, args.warmup_steps) == ("cosine", 0.1)
-    assert args.bf16 and args.activation_checkpointing and model_args.dtype == "bfloat16"
+    assert args.bf16 and args.gradient_checkpointing and model_args.dtype == "bfloat16"
     assert model_args.attn_implementation == "flash_attention_2"
     assert script_args.crop_width == [1000, 1400] and script_args.crop_height == [700, 1200]
     weights = {spec.name: spec.weight for spec in script_args.dataset_specs()}
