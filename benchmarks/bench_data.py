@@ -1,7 +1,9 @@
-"""Data pipeline figures, one core: training-view rows/s on iBims-1, synthetic scene rendering, and the
-memory of streaming a 1,000,000-line curated jsonl (which must stay flat).
+"""Data pipeline figures, one core: training rows per CPU-second on iBims-1 against the official release's image
+side (same process, interleaved), synthetic scene rendering, and the memory of streaming a 1,000,000-line curated
+jsonl (which must stay flat).
 
-    python benchmarks/bench_data.py [--rows 100] [--lines 1000000] [--scenes 200]
+    python benchmarks/bench_data.py [--rows 200] [--rows_per_image 4] [--lines 1000000] [--scenes 200]
+    python benchmarks/bench_data.py --lines 0 --scenes 0      # the training-row figures only
 
 iBims-1 comes from ../shared/data/ibims1 (or $DEPTHLM_SHARED_DATA/ibims1); without it that figure is
 skipped. The jsonl is generated in a temporary folder and deleted afterwards.
@@ -43,7 +45,30 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def training_view_speed(rows: int) -> dict:
+def _library_rows(source, processor, rows_per_image: int, count: int):
+    """Rows as `depthlm sft` feeds them to the trainer: the index dataset's `__getitems__` on consecutive batches."""
+    from depthlm_hf.data import GroupedTrainingView
+    from depthlm_hf.training.setup import index_dataset
+
+    config = TrainingViewConfig()
+    if rows_per_image > 1:
+        view = GroupedTrainingView(source, processor, config, seed=0, rows_per_image=rows_per_image)
+    else:
+        view = TrainingView(source, processor, config, seed=0)
+    dataset = index_dataset(count, view, "sft")
+    return lambda start, size: [row["images"][0] for row in dataset.__getitems__(list(range(start, start + size)))]
+
+
+def _official_rows(ibims: Path, undistort: bool):
+    from _official import OfficialRows, read_records
+
+    rows = OfficialRows(read_records(str(ibims / "ibims1_val.jsonl")), str(ibims), undistort=undistort)
+    return lambda start, size: [rows[index]["image"] for index in range(start, start + size)]
+
+
+def row_speed(rows: int, chunk: int, rows_per_image: int) -> dict:
+    """Rows per CPU-second of the official image side and of the library's rows, interleaved in chunks, plus
+    the full sample: the row and the Qwen image processor (real-size settings) on its image."""
     import torch
 
     from depthlm_hf.models.tiny import tiny_processor
@@ -52,23 +77,57 @@ def training_view_speed(rows: int) -> dict:
     ibims = SHARED / "ibims1"
     if not (ibims / "ibims1_val.jsonl").exists():
         return {"skipped": f"{ibims} not found"}
-    processor = tiny_processor(unified_focal_length=1000.0)
+    processor = tiny_processor(unified_focal_length=1000.0, min_pixels=3136, max_pixels=12845056)
     source = load_curated(ibims / "ibims1_val.jsonl", ibims)
+    variants = {
+        "official": _official_rows(ibims, undistort=True),
+        "official_no_undistort": _official_rows(ibims, undistort=False),
+        "library_row_per_image": _library_rows(source, processor, 1, rows + chunk),
+        f"library_grouped_{rows_per_image}": _library_rows(source, processor, rows_per_image, rows + chunk),
+    }
+    for make in variants.values():  # imports, first-call setup
+        make(rows, 1)
+    totals = {
+        name: {"rows": 0, "row_cpu": 0.0, "row_wall": 0.0, "proc_cpu": 0.0, "proc_wall": 0.0} for name in variants
+    }
+    names = list(variants)
+    for round_, start in enumerate(range(0, rows, chunk)):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            images = variants[name](start, chunk)
+            totals[name]["row_wall"] += time.perf_counter() - wall
+            totals[name]["row_cpu"] += time.process_time() - cpu
+            wall, cpu = time.perf_counter(), time.process_time()
+            for image in images:
+                processor.image_processor(images=[image], return_tensors="pt")
+            totals[name]["proc_wall"] += time.perf_counter() - wall
+            totals[name]["proc_cpu"] += time.process_time() - cpu
+            totals[name]["rows"] += len(images)
     figures = {}
-    for name, config in {
-        "paper_crop_center": TrainingViewConfig(),
-        "no_crop": TrainingViewConfig(crop=False),
-    }.items():
-        view = TrainingView(source, processor, config, seed=0, num_samples=rows)
-        view.sample(rows)  # warm-up
-        start = time.perf_counter()
-        for index in range(rows):
-            view.sample(index)
-        seconds = time.perf_counter() - start
-        figures[name] = {"rows_per_second": rows / seconds, "ms_per_row": 1000 * seconds / rows}
+    for name, t in totals.items():
+        figures[name] = {
+            "rows": t["rows"],
+            "rows_per_cpu_second": t["rows"] / t["row_cpu"],
+            "rows_per_wall_second": t["rows"] / t["row_wall"],
+            "cpu_ms_per_row": 1000 * t["row_cpu"] / t["rows"],
+            "cpu_ms_per_full_sample": 1000 * (t["row_cpu"] + t["proc_cpu"]) / t["rows"],
+            "full_samples_per_cpu_second": t["rows"] / (t["row_cpu"] + t["proc_cpu"]),
+            "full_samples_per_wall_second": t["rows"] / (t["row_wall"] + t["proc_wall"]),
+        }
+    for name in names[2:]:
+        for base in names[:2]:
+            figures[name][f"row_cpu_ratio_vs_{base}"] = (
+                figures[name]["rows_per_cpu_second"] / figures[base]["rows_per_cpu_second"]
+            )
+            figures[name][f"full_sample_cpu_ratio_vs_{base}"] = (
+                figures[name]["full_samples_per_cpu_second"] / figures[base]["full_samples_per_cpu_second"]
+            )
     figures["what"] = (
-        "SFT row: random record, PNG decode (640x480), focal unification to 1000 px, crop "
-        "1000-1400 x 700-1200 centred on the principal point, arrow marker, chat messages"
+        "iBims-1 (640x480 PNG), focal unified to 1000 px, centred crop 1000-1400 x 700-1200, one arrow per row; "
+        "official: benchmarks/_official.py (a faithful reimplementation of the release's image side; it undistorts "
+        "with OpenCV because iBims-1 has fx != fy); library: rows through the SFT index dataset in index order; "
+        "full sample: + Qwen2-VL image processor (min 3136, max 12845056 px, the backend transformers picks here). "
+        f"Interleaved in chunks of {chunk} rows, rotating which variant goes first; one thread."
     )
     return figures
 
@@ -145,15 +204,17 @@ def streaming_memory(lines: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=200, help="rows per variant (iBims-1)")
+    parser.add_argument("--chunk", type=int, default=8, help="rows per variant per interleaved turn")
+    parser.add_argument("--rows_per_image", type=int, default=4)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--scenes", type=int, default=200)
     args = parser.parse_args()
     figures = {
         "threads": 1,
-        "training_view_ibims1": training_view_speed(args.rows),
-        "synthetic_render_224x168": synthetic_speed(args.scenes),
-        "streaming_jsonl": streaming_memory(args.lines),
+        "training_rows_ibims1": row_speed(args.rows, args.chunk, args.rows_per_image),
+        "synthetic_render_224x168": synthetic_speed(args.scenes) if args.scenes else None,
+        "streaming_jsonl": streaming_memory(args.lines) if args.lines else None,
     }
     write_result("data", figures)
 
