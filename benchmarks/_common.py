@@ -15,7 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def environment() -> dict:
     """Device and library versions, recorded beside every figure."""
     versions = {}
-    for name in ("torch", "transformers", "trl", "numpy", "pillow", "datasets", "deepspeed"):
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "numpy", "pillow", "datasets", "deepspeed"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -31,11 +31,13 @@ def environment() -> dict:
     return {"device": device, "python": platform.python_version(), "versions": versions}
 
 
-def write_result(name: str, figures: dict) -> Path:
-    """Write `figures` + environment + the command line to `benchmarks/results/<name>.json` and print them."""
+def write_result(name: str, figures: dict, quiet: bool = False) -> Path:
+    """Write `figures` + environment + the command line to `benchmarks/results/<name>.json` and print them
+    (unless `quiet`)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, **figures, **environment(), "command": " ".join(["python"] + sys.argv)}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    if not quiet:
+        print(json.dumps(record, indent=2))
     return path

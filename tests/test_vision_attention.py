@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -160,3 +161,20 @@ def test_enable_leaves_models_without_qwen_vision_alone_and_checks_type():
     assert not vision_attention.is_enabled(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="`model`"):
         vision_attention.enable("model")
+
+
+def test_predictor_runs_batched_and_answers_as_the_stock_path(tiny, one_thread):
+    from PIL import Image
+
+    from depthlm_hf.inference.predictor import DepthLMPredictor
+
+    model, processor = tiny
+    predictor = DepthLMPredictor(copy.deepcopy(model), processor, batch_size=4, show_progress=False)
+    assert vision_attention.is_enabled(predictor.model)
+    image = Image.fromarray((torch.rand(168, 224, 3, generator=torch.Generator().manual_seed(3)) * 255).byte().numpy())
+    camera, points = [1000.0, 1000.0, 111.5, 83.5, 224, 168], [[40, 30], [120, 90], [200, 150]]
+    batched = predictor.predict(image, camera, points)
+    with vision_attention.stock(predictor.model):
+        stock = predictor.predict(image, camera, points)
+    assert batched.texts == stock.texts
+    np.testing.assert_allclose(batched.confidence, stock.confidence, rtol=1e-5)

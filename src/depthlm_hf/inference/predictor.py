@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import BatchFeature, StoppingCriteriaList
 
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
+from depthlm_hf.inference import vision_attention
 from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria, TokenClasses, decode_numbers
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting import queries as query_inputs
@@ -267,6 +268,7 @@ class QueryPredictor(ABC):
 
 class DepthLMPredictor(QueryPredictor):
     """A DepthLM model and its processor, answering batches of visual-prompt queries with transformers.
+    Qwen2.5-VL vision attention runs batched (exact; `vision_attention.disable(predictor.model)` undoes it).
 
     Args:
         model: a transformers image-text-to-text model (Qwen2.5-VL, Llava/Pixtral, ...).
@@ -295,6 +297,7 @@ class DepthLMPredictor(QueryPredictor):
     ) -> None:
         super().__init__(processor, batch_size, max_new_tokens, show_progress)
         self.model = model.eval()
+        vision_attention.enable(self.model)
         self.fast_images = fast_images
         self.classes = self.classes.to(self.device)
 
