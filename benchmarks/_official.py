@@ -1,4 +1,5 @@
-"""A faithful reimplementation of the official DepthLM release's training-row image side, for timing only.
+"""Faithful reimplementations of the official DepthLM release, for timing only: the training-row image side
+(`OfficialRows`) and the evaluation loop (`official_generate`).
 
 It follows `dataset_train.getitem_noTaskonomy` of facebookresearch/DepthLM_Official (utils/datasets.py, read
 from the mirror; no code copied): records held in memory as dicts (read with pandas), per row: open the PNG,
@@ -116,3 +117,15 @@ def _nearest_valid(index: int, coords: list[list[int]]) -> int:
             if 0 <= candidate < len(coords) and coords[candidate] != [-1, -1]:
                 return candidate
     return -1
+
+
+def official_generate(model, processor, image, camera, points, batch_size: int = 3, max_new_tokens: int = 4096):
+    """The official evaluation loop: per-query preparation, full answers until end of turn, then parsing."""
+    values, new_tokens = [], 0
+    for start in range(0, len(points), batch_size):
+        inputs = processor(images=image, intrinsics=camera, points=points[start : start + batch_size])
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None)
+        generated = out[:, inputs["input_ids"].shape[1] :]
+        new_tokens += int((generated != processor.tokenizer.pad_token_id).sum())
+        values += [processor.parse_answer(t) for t in processor.batch_decode(generated, skip_special_tokens=True)]
+    return values, new_tokens

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
+from _official import official_generate  # noqa: E402
 
 from depthlm_hf.inference.predictor import DepthLMPredictor  # noqa: E402
 from depthlm_hf.models.tiny import tiny_qwen2_5_vl  # noqa: E402
@@ -42,18 +43,6 @@ def fit_template(model, processor, values=TRAIN_VALUES, steps: int = 300, lr: fl
 
 
 @torch.inference_mode()
-def official_generate(model, processor, image, camera, points, batch_size: int = 3, max_new_tokens: int = 4096):
-    """The official evaluation loop: per-query preparation, full answers until end of turn, then parsing."""
-    values, new_tokens = [], 0
-    for start in range(0, len(points), batch_size):
-        inputs = processor(images=image, intrinsics=camera, points=points[start : start + batch_size])
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None)
-        generated = out[:, inputs["input_ids"].shape[1] :]
-        new_tokens += int((generated != processor.tokenizer.pad_token_id).sum())
-        values += [processor.parse_answer(t) for t in processor.batch_decode(generated, skip_special_tokens=True)]
-    return values, new_tokens
-
-
 def prefix_generate(predictor, image, camera, points, batch_size: int):
     """Forced prefix + number stop, but each query still prepared from the raw image (no shared resize)."""
     values = []
