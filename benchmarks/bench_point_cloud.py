@@ -151,7 +151,9 @@ def main(argv=None) -> dict:
     camera = CameraIntrinsics.from_list(intrinsics)
     per_round = batch_size * args.predictor_batches
     needed = per_round * 2 * args.rounds + args.official_queries * args.rounds
-    pixels, _ = query_grid(camera, needed, processor.markable(camera))
+    pixels, _ = query_grid(camera, 2 * needed + 16, processor.markable(camera))  # a grid holds "about" that many
+    if len(pixels) < needed:
+        raise RuntimeError(f"the query grid holds {len(pixels)} pixels, the rounds need {needed}.")
     pixels = pixels[np.random.default_rng(0).permutation(len(pixels))]
     stock_generate = type(model).generate.__get__(model)
 
@@ -230,12 +232,12 @@ def main(argv=None) -> dict:
         "variants": variants,
         "threads": args.threads,
     }
+    write_result(args.name, figures)
     for key, v in variants.items():
         print(
             f"{key:26s}: {v['queries_per_second']:.2f} q/s ({v['queries_per_cpu_second']:.2f} per CPU-s), "
             f"MFU {v['mfu']}, x{v['speedup_vs_official']:.2f} vs official"
         )
-    write_result(args.name, figures)
     return figures
 
 
