@@ -3,10 +3,12 @@ the same images as TrainingView's one-call path (to one intensity level), whole 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from depthlm_hf.data import GroupedTrainingView, TrainingViewConfig
+from depthlm_hf.data import GroupedMixtureView, GroupedTrainingView, TrainingViewConfig
 from depthlm_hf.data import grouped as grouped_module
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 
@@ -134,3 +136,18 @@ def test_bad_arguments_name_themselves(source, processor):
         GroupedTrainingView(source, processor, rows_per_image=0)
     with pytest.raises(ValueError, match="`cache_size`"):
         GroupedTrainingView(source, processor, cache_size=0)
+
+
+def test_mixture_picks_one_view_per_group_so_each_image_is_decoded_once(source, processor):
+    sources = [Counting(source[i] for i in range(6)), Counting(source[i] for i in range(6, 12))]
+    views = [GroupedTrainingView(s, processor, config(), seed=9, rows_per_image=4) for s in sources]
+    mixture = GroupedMixtureView(views, seed=9, rows_per_image=4)
+    picks = [mixture.choose(i) for i in range(24)]
+    assert all(len(set(picks[g : g + 4])) == 1 for g in range(0, 24, 4)) and len(set(picks)) == 2
+    for s in sources:
+        s.reads = 0
+    rows = [mixture[i] for i in range(24)]
+    assert sum(s.reads for s in sources) == 6 and len(rows) == 24
+    assert list(itertools.islice(mixture.indices(1, 2), 5)) == [4, 5, 6, 7, 12]
+    with pytest.raises(ValueError, match="`views`"):
+        GroupedMixtureView(views, rows_per_image=2)

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "rgbd_to_record": "data",
     "TrainingView": "data",
     "GroupedTrainingView": "data",
+    "GroupedMixtureView": "data",
     "TrainingViewConfig": "data",
     "EvaluationView": "data",
     "MixtureView": "data",

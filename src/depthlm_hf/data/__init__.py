@@ -3,7 +3,7 @@
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.curated import CuratedDataset, load_curated, resolve_image_path
 from depthlm_hf.data.evaluation import EvaluationView
-from depthlm_hf.data.grouped import GroupedTrainingView
+from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
 from depthlm_hf.data.views import (
     PAPER_MIXTURE_WEIGHTS,
@@ -18,6 +18,7 @@ __all__ = [
     "SKIP_REASONS",
     "CuratedDataset",
     "EvaluationView",
+    "GroupedMixtureView",
     "GroupedTrainingView",
     "InvalidRecordError",
     "MixtureView",

@@ -26,7 +26,7 @@ from PIL import Image
 
 from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng as _rng
-from depthlm_hf.data.views import RowFormat, TrainingView, TrainingViewConfig
+from depthlm_hf.data.views import MixtureView, RowFormat, TrainingView, TrainingViewConfig
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
 from depthlm_hf.prompting.imaging import apply_transform
 from depthlm_hf.prompting.markers import draw_markers
@@ -163,3 +163,33 @@ class GroupedTrainingView(TrainingView):
                 "completion": self.processor.completion_messages(sample.value, sample.task),
             }
         return {"images": [image], "prompt": prompt, "depth": sample.value, "task": sample.task}
+
+
+class GroupedMixtureView(MixtureView):
+    """A :class:`~depthlm_hf.data.views.MixtureView` of grouped views that picks the view once per group.
+
+    Row `i` comes from the view that group `i // rows_per_image` picks, so the rows of a group stay in one
+    view and share its decoded image (a per-row pick would scatter them over the views and decode each image
+    about once per row). `rows_per_image` must match the views'.
+    """
+
+    def __init__(
+        self,
+        views: Sequence[GroupedTrainingView] | Mapping[str, GroupedTrainingView],
+        weights: Sequence[float] | None = None,
+        seed: int = 0,
+        num_samples: int | None = None,
+        rows_per_image: int = 4,
+    ) -> None:
+        super().__init__(views, weights=weights, seed=seed, num_samples=num_samples)
+        if any(not isinstance(v, GroupedTrainingView) or v.rows_per_image != rows_per_image for v in self.views):
+            raise ValueError(f"`views` must all be GroupedTrainingView with `rows_per_image` = {rows_per_image}.")
+        self.rows_per_image = rows_per_image
+
+    def choose(self, index: int) -> int:
+        """Which view row `index` comes from: the pick of its group."""
+        return super().choose(index // self.rows_per_image)
+
+    def indices(self, shard: int = 0, num_shards: int = 1) -> Iterator[int]:
+        """Row indices of whole groups per shard, as :meth:`GroupedTrainingView.indices`."""
+        return GroupedTrainingView.indices(self, shard, num_shards)

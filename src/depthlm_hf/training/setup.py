@@ -14,7 +14,7 @@ from datasets import Dataset
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 from trl import ModelConfig, get_peft_config
 
-from depthlm_hf.data.grouped import GroupedTrainingView
+from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
 from depthlm_hf.inference import vision_attention
@@ -165,7 +165,10 @@ def training_view(
             report.watch(name, views[name])
     if len(views) == 1:
         return next(iter(views.values()))
-    return MixtureView(views, weights=[spec.weight for spec in script_args.dataset_specs()], seed=seed)
+    weights = [spec.weight for spec in script_args.dataset_specs()]
+    if script_args.rows_per_image > 1:
+        return GroupedMixtureView(views, weights=weights, seed=seed, rows_per_image=script_args.rows_per_image)
+    return MixtureView(views, weights=weights, seed=seed)
 
 
 def build_datasets(
