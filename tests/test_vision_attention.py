@@ -178,3 +178,14 @@ def test_predictor_runs_batched_and_answers_as_the_stock_path(tiny, one_thread):
         stock = predictor.predict(image, camera, points)
     assert batched.texts == stock.texts
     np.testing.assert_allclose(batched.confidence, stock.confidence, rtol=1e-5)
+
+
+def test_layouts_first_seen_in_inference_mode_serve_training(one_thread):
+    tower = _vision_tower({**REAL_VISION, "hidden_size": 32, "num_heads": 2, "intermediate_size": 32}).train()
+    grid = torch.tensor([[1, 14, 22]])  # a layout no other test uses, so its index tensors are made here
+    pixels = torch.randn(14 * 22, 3 * 2 * 14 * 14)
+    vision_attention.enable(tower)
+    with torch.inference_mode():
+        _features(tower, pixels, grid)
+    _features(tower, pixels, grid).square().mean().backward()
+    assert tower.blocks[0].attn.qkv.weight.grad is not None

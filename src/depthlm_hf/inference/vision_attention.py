@@ -69,8 +69,10 @@ def _order_tensors(bounds: tuple[int, ...], device: torch.device) -> tuple[torch
     if key not in _ORDERS:
         if len(_ORDERS) >= 16:
             _ORDERS.clear()
-        forward = torch.tensor(window_plan(bounds)[0], device=device)
-        _ORDERS[key] = (forward, torch.argsort(forward))
+        # Normal tensors even under `inference_mode`: a later training step indexes with them (autograd).
+        with torch.inference_mode(False):
+            forward = torch.tensor(window_plan(bounds)[0], device=device)
+            _ORDERS[key] = (forward, torch.argsort(forward))
     return _ORDERS[key]
 
 
