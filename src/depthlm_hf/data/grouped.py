@@ -156,13 +156,10 @@ class GroupedTrainingView(TrainingView):
         elif image is unified.image:
             image = image.copy()  # rows never share the cached image
         prompt = self.processor.task_messages(sample.task, **sample.fields)
-        if self.row_format == "sft":
-            return {
-                "images": [image],
-                "prompt": prompt,
-                "completion": self.processor.completion_messages(sample.value, sample.task),
-            }
-        return {"images": [image], "prompt": prompt, "depth": sample.value, "task": sample.task}
+        row = {"images": [image], "prompt": prompt, "depth": sample.value, "task": sample.task}
+        if self.row_format == "sft":  # as TrainingView's: the target and task ride along for generation metrics
+            row["completion"] = self.processor.completion_messages(sample.value, sample.task)
+        return row
 
 
 class GroupedMixtureView(MixtureView):
