@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from depthlm_hf.inference.decoding import Generated
-from depthlm_hf.inference.predictor import DepthLMPredictor, DepthPrediction, NumberEndCriteria, TokenClasses
+from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria, TokenClasses
+from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.testing import fit_answer_template, flat_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -229,7 +229,7 @@ def test_release_pixel_map_needs_fx_mode():
 
 def test_predictor_two_stage_path_gives_the_release_images(official_processor, records, ibims1_dir):
     """The predictor unifies once, then marks the unified image: the marked images are still the release's."""
-    from depthlm_hf.inference.predictor import unify
+    from depthlm_hf.inference.queries import unify
 
     for record in records[:3]:
         path, camera, points = ibims1_dir / record["image"], record["intrinsics"], record["pixel_coords"]

@@ -11,8 +11,9 @@ from PIL import Image
 from plyfile import PlyData
 
 from depthlm_hf.geometry import CameraIntrinsics, backproject, z_to_euclidean
+from depthlm_hf.inference.decoding import DepthPrediction
 from depthlm_hf.inference.pointcloud import PointCloud, fill_holes, interpolate_grid, point_cloud, query_grid
-from depthlm_hf.inference.predictor import DepthLMPredictor, DepthPrediction
+from depthlm_hf.inference.predictor import DepthLMPredictor
 
 W, H = 112, 84
 CAMERA = CameraIntrinsics(90.0, 95.0, 55.3, 40.8, W, H)

@@ -11,8 +11,8 @@ from PIL import Image
 from plyfile import PlyData
 
 from depthlm_hf.geometry import CameraIntrinsics
+from depthlm_hf.inference.decoding import DepthPrediction
 from depthlm_hf.inference.outputs import camera_for, colorize_depth, exif_focal_35mm, prediction_entries
-from depthlm_hf.inference.predictor import DepthPrediction
 from depthlm_hf.scripts.predict import PredictArguments, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from depthlm_hf.inference.predictor import TokenClasses
+from depthlm_hf.inference.decoding import TokenClasses
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.tasks import text as answers
 

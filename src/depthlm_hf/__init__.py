@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "render_scene": "data.synthetic",
     "build_sample": "tasks.samples",
     "DepthLMPredictor": "inference.predictor",
-    "DepthPrediction": "inference.predictor",
+    "DepthPrediction": "inference.decoding",
     "point_cloud": "inference.pointcloud",
     "PointCloud": "inference.pointcloud",
     "metric_path": "metrics",

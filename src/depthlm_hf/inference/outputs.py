@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from depthlm_hf.geometry import CameraIntrinsics, focal_from_35mm, intrinsics_from_fov
+from depthlm_hf.inference.decoding import DepthPrediction
 from depthlm_hf.inference.pointcloud import PointCloud
-from depthlm_hf.inference.predictor import DepthPrediction
 
 EXIF_IFD = 0x8769
 FOCAL_35MM_TAG = 41989

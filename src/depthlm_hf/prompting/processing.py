@@ -40,6 +40,7 @@ from depthlm_hf.prompting.queries import (
     point_array,
     points_per_image,
     query_pixels,
+    values_per_image,
 )
 from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class, video_processor_entry
 from depthlm_hf.tasks import text as answers
@@ -382,20 +383,8 @@ class DepthLMProcessor(VisualPromptProcessor):
         if isinstance(generated, str):
             raise TypeError("`generated` must hold one text or id sequence per query, got a single string.")
         texts = [g if isinstance(g, str) else self.decode(g, skip_special_tokens=True) for g in generated]
-        per_image, per_query = points_per_image(points, None), answers.get_task(task).num_points
-        counts = [len(group_points(pts, per_query)) for pts in per_image]
-        if sum(counts) != len(texts):
-            raise ValueError(f"`generated` holds {len(texts)} answers but `points` ask {sum(counts)} queries.")
         values = [self.parse_answer(text, task) for text in texts]
-        ends = np.cumsum([0, *counts])
-        return [
-            {
-                "depth": np.array([np.nan if v is None else v for v in values[a:b]], dtype=np.float64),
-                "values": values[a:b],
-                "points": pts,
-            }
-            for a, b, pts in zip(ends[:-1], ends[1:], per_image, strict=True)
-        ]
+        return values_per_image(values, points, answers.get_task(task).num_points)
 
     def completion_messages(self, value: float, task: str = "distance") -> list[dict]:
         """The assistant turn answering `value`."""

@@ -316,3 +316,25 @@ def split_unfit(
         if asked.any():
             kept.append((image, camera, pts[asked]))
     return kept, reasons
+
+
+def values_per_image(values: Sequence[float | None], points: Any, per_query: int) -> list[dict[str, Any]]:
+    """Answers in query order -> one dict per image: `{"depth": (Q,) float array, NaN for None; "values": the
+    list with None; "points": (N, 2) [px]}`, Q = N / `per_query`; `points` nest as in `points_per_image`.
+
+    >>> [d["values"] for d in values_per_image([1.5, None, 2.0], [[[1, 1], [2, 2]], [[3, 3]]], 1)]
+    [[1.5, None], [2.0]]
+    """
+    per_image = points_per_image(points, None)
+    counts = [len(group_points(pts, per_query)) for pts in per_image]
+    if sum(counts) != len(values):
+        raise ValueError(f"`generated` holds {len(values)} answers but `points` ask {sum(counts)} queries.")
+    ends = np.cumsum([0, *counts])
+    return [
+        {
+            "depth": np.array([np.nan if v is None else v for v in values[a:b]], dtype=np.float64),
+            "values": list(values[a:b]),
+            "points": pts,
+        }
+        for a, b, pts in zip(ends[:-1], ends[1:], per_image, strict=True)
+    ]
