@@ -53,12 +53,11 @@ SHRUNK_VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_h
 
 def real_config(name: str, tokenizer, shrink: bool = False) -> Qwen2_5_VLConfig:
     """The published architecture `name`, with special-token ids taken from `tokenizer` (`shrink`: see above)."""
-    from depthlm_hf.models.tiny import SPECIAL_TOKENS
+    from depthlm_hf.models.tiny import qwen2_5_vl_config
 
     text = {**TEXT_CONFIGS[name], **(SHRUNK_TEXT | {"intermediate_size": 128} if shrink else {})}
     if shrink:
         text["vocab_size"] = len(tokenizer)
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     mrope = [16, 24, 24] if head_dim == 128 else [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]
     text_config = {
@@ -66,20 +65,9 @@ def real_config(name: str, tokenizer, shrink: bool = False) -> Qwen2_5_VLConfig:
         "max_position_embeddings": 128000,
         "rms_norm_eps": 1e-6,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope},
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
     }
     vision_config = {**VISION_CONFIG, **(SHRUNK_VISION if shrink else {}), "out_hidden_size": text["hidden_size"]}
-    return Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=text["tie_word_embeddings"],
-    )
+    return qwen2_5_vl_config(tokenizer, text_config, vision_config, text["tie_word_embeddings"])
 
 
 def save_random_model(name: str, folder: Path, dtype: torch.dtype, shrink: bool = False, focal: float = 1000.0):

@@ -18,13 +18,12 @@ from PIL import Image
 from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
-    Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
 )
 from trl import SFTConfig, SFTTrainer
 
 from depthlm_hf.inference.predictor import DepthLMPredictor
-from depthlm_hf.models.tiny import SPECIAL_TOKENS, tiny_llava_pixtral, tiny_processor
+from depthlm_hf.models.tiny import qwen2_5_vl_config, tiny_llava_pixtral, tiny_processor
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.trainers import AnswerOnlyCollator
 
@@ -83,32 +82,20 @@ def _image() -> Image.Image:
 
 
 def qwen_3b(tokenizer) -> Qwen2_5_VLForConditionalGeneration:
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     text = {
         **QWEN2_5_VL_3B_TEXT,
         "vocab_size": len(tokenizer),
         "num_hidden_layers": 1,
         "intermediate_size": NARROW_MLP,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
     }
     # Two vision blocks: one windowed (112 px windows), one full-attention, as the published model alternates.
     vision = {**QWEN2_5_VL_3B_VISION, "depth": 2, "intermediate_size": NARROW_MLP, "fullatt_block_indexes": [1]}
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
+    config = qwen2_5_vl_config(tokenizer, text, vision)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
-    model.generation_config.pad_token_id = text["pad_token_id"]
-    model.generation_config.eos_token_id = text["eos_token_id"]
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
     return model.eval()
 
 

@@ -130,6 +130,28 @@ def tiny_processor(
     )
 
 
+def qwen2_5_vl_config(
+    tokenizer: PreTrainedTokenizerFast, text_config: dict, vision_config: dict, tie_word_embeddings: bool = True
+) -> Qwen2_5_VLConfig:
+    """A Qwen2.5-VL config of the given text and vision settings whose special-token ids are `tokenizer`'s."""
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    text_config = {
+        **text_config,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=tie_word_embeddings,
+    )
+
+
 def tiny_qwen2_5_vl_config(
     tokenizer: PreTrainedTokenizerFast,
     hidden_size: int = 64,
@@ -139,7 +161,6 @@ def tiny_qwen2_5_vl_config(
 ) -> Qwen2_5_VLConfig:
     """The config of a tiny Qwen2.5-VL matching `tokenizer` (head dim 16, mrope sections summing to 8)."""
     heads = max(1, hidden_size // 16)
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     text_config = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
@@ -150,9 +171,6 @@ def tiny_qwen2_5_vl_config(
         "max_position_embeddings": 32768,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
         "tie_word_embeddings": True,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
     }
     vision_config = {
         "depth": vision_depth,
@@ -167,15 +185,7 @@ def tiny_qwen2_5_vl_config(
         "fullatt_block_indexes": [vision_depth - 1],
         "tokens_per_second": 2,
     }
-    return Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
+    return qwen2_5_vl_config(tokenizer, text_config, vision_config)
 
 
 def tiny_qwen2_5_vl(
