@@ -76,3 +76,19 @@ def ibims1_dir() -> Path:
     if not (path / "ibims1_val.jsonl").exists():
         pytest.skip("../shared/data/ibims1 is not available")
     return path
+
+
+@pytest.fixture(scope="module")
+def processor():
+    """A fresh tiny `DepthLMProcessor` per test module (the data-view tests)."""
+    from depthlm_hf.models.tiny import tiny_processor
+
+    return tiny_processor()
+
+
+@pytest.fixture(scope="module")
+def source():
+    """Twelve small synthetic indoor scenes of 40 labelled points each (the data-view tests)."""
+    from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+
+    return SyntheticDataset("indoor", num_scenes=12, num_points=40, seed=3, width=(96, 128), height=(72, 96))

@@ -15,18 +15,6 @@ from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 ALL_TASKS = ["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
 
 
-@pytest.fixture(scope="module")
-def processor():
-    from depthlm_hf.models.tiny import tiny_processor
-
-    return tiny_processor()
-
-
-@pytest.fixture(scope="module")
-def source():
-    return SyntheticDataset("indoor", num_scenes=12, num_points=40, seed=3, width=(96, 128), height=(72, 96))
-
-
 class Counting(list):
     """A list source that counts record reads."""
 
