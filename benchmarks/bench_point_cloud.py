@@ -41,9 +41,9 @@ from _models import PEAK_BF16_FLOPS, TEXT_CONFIGS, parameter_counts, real_config
 from _official import official_generate  # noqa: E402
 
 from depthlm_hf.geometry import CameraIntrinsics  # noqa: E402
-from depthlm_hf.inference import vision_attention  # noqa: E402
 from depthlm_hf.inference.pointcloud import query_grid  # noqa: E402
 from depthlm_hf.inference.predictor import DepthLMPredictor  # noqa: E402
+from depthlm_hf.models import vision_attention  # noqa: E402
 
 SHARED = Path(os.environ.get("DEPTHLM_IBIMS", Path(__file__).resolve().parents[2] / "shared" / "data" / "ibims1"))
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 from _models import PEAK_BF16_FLOPS, TEXT_CONFIGS, parameter_counts, save_random_model  # noqa: E402
 
-from depthlm_hf.inference import vision_attention  # noqa: E402
+from depthlm_hf.models import vision_attention  # noqa: E402
 
 
 def recipe(model_path: str, args, gpu: bool) -> dict:

@@ -27,7 +27,7 @@ from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
-from depthlm_hf.inference import vision_attention  # noqa: E402
+from depthlm_hf.models import vision_attention  # noqa: E402
 
 VISION = {
     "depth": 2,

@@ -22,8 +22,8 @@ from depthlm_hf.demo.data import (
     render_bank,
     window_markable,
 )
+from depthlm_hf.demo.learning import TrainingRows, constant_baselines, demo_processor
 from depthlm_hf.demo.run import FAST, DemoArguments, held_out_scenes
-from depthlm_hf.demo.training import TrainingRows, constant_baselines, demo_processor
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.metrics.functional import depth_metrics
 from depthlm_hf.scripts import demo

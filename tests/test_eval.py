@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthlm_hf.data.evaluation import build_samples
+from depthlm_hf.data.eval_view import build_samples
 from depthlm_hf.models.tiny import tiny_processor
 from depthlm_hf.scripts.eval import main
 
@@ -298,7 +298,7 @@ def test_official_protocol_walks_to_the_next_slot_past_unmarkable_pixels(dataset
     import random
 
     from depthlm_hf.data.curated import CuratedDataset
-    from depthlm_hf.data.evaluation import official_pairs
+    from depthlm_hf.data.eval_view import official_pairs
 
     source = CuratedDataset(dataset / "val.jsonl", dataset)
     processor = tiny_processor()

@@ -229,7 +229,7 @@ def test_release_pixel_map_needs_fx_mode():
 
 def test_predictor_two_stage_path_gives_the_release_images(official_processor, records, ibims1_dir):
     """The predictor unifies once, then marks the unified image: the marked images are still the release's."""
-    from depthlm_hf.inference.queries import unify
+    from depthlm_hf.inference.backend import unify
 
     for record in records[:3]:
         path, camera, points = ibims1_dir / record["image"], record["intrinsics"], record["pixel_coords"]
@@ -258,7 +258,7 @@ def test_predictor_feeds_the_model_the_release_image(official_processor, records
 
 def test_official_protocol_is_the_release_sampling(release_datasets, official_processor, records, ibims1_dir):
     """`depthlm eval --protocol official` asks the release's 128 questions: same image, pixel and label."""
-    from depthlm_hf.data.evaluation import official_pairs
+    from depthlm_hf.data.eval_view import official_pairs
 
     dataset = release_datasets.dataset_eval(
         str(ibims1_dir / "ibims1_val.jsonl"), str(ibims1_dir), normalized_focal_length=750.0

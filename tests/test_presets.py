@@ -86,7 +86,7 @@ def test_settings_are_checked(args, message):
 def test_eval_loads_a_local_copy_with_the_given_preset(stock_pixtral_folder, tmp_path):
     import shutil
 
-    from depthlm_hf.metrics.evaluation import ConstantModel, EvalArguments, load_model
+    from depthlm_hf.metrics.runner import ConstantModel, EvalArguments, load_model
 
     copy = tmp_path / "DepthLM"
     shutil.copytree(stock_pixtral_folder, copy)

@@ -241,7 +241,7 @@ def test_evaluation_logs_delta1_of_generated_answers(tmp_path):
 
 def test_grouped_rows_are_read_in_order_with_batched_vision_attention(tmp_path, monkeypatch):
     from depthlm_hf.data import GroupedTrainingView
-    from depthlm_hf.inference import vision_attention
+    from depthlm_hf.models import vision_attention
 
     seen, views = [], []
     original = AnswerOnlyCollator.torch_call

@@ -1,4 +1,4 @@
-"""Batched vision attention (depthlm_hf.inference.vision_attention): same outputs and gradients as transformers'
+"""Batched vision attention (depthlm_hf.models.vision_attention): same outputs and gradients as transformers'
 per-window path, in fewer attention calls; enable / disable / context managers."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from transformers import Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
 
-from depthlm_hf.inference import vision_attention
-from depthlm_hf.inference.vision_attention import BatchedWindowAttention, window_plan
+from depthlm_hf.models import vision_attention
+from depthlm_hf.models.vision_attention import BatchedWindowAttention, window_plan
 
 # The published Qwen2.5-VL vision tower's attention widths (3B and 7B share them), cut to one windowed block with
 # a narrow MLP (the change does not touch the MLP; the full-attention blocks are covered on the tiny model).

@@ -2,7 +2,7 @@
 
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.curated import CuratedDataset, load_curated, resolve_image_path
-from depthlm_hf.data.evaluation import EvaluationView
+from depthlm_hf.data.eval_view import EvaluationView
 from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.records import SKIP_REASONS, InvalidRecordError, record_features, validate_record
 from depthlm_hf.data.views import (

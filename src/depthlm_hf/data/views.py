@@ -1,6 +1,6 @@
 """Views of record sources as rows for TRL trainers: training view, weighted mixture, shared machinery.
 
-The fixed evaluation view, built on the same machinery, is :mod:`depthlm_hf.data.evaluation`.
+The fixed evaluation view, built on the same machinery, is :mod:`depthlm_hf.data.eval_view`.
 
 A *source* is any sequence of records with `len()` and `source[i]` (a
 :class:`~depthlm_hf.data.curated.CuratedDataset`, a :class:`~depthlm_hf.data.synthetic.scenes.SyntheticDataset`

@@ -21,8 +21,7 @@ from transformers import set_seed
 from trl import SFTTrainer
 
 from depthlm_hf.demo.data import DemoScenes, SceneBank, model_image, render_bank, window_markable
-from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
-from depthlm_hf.demo.training import (
+from depthlm_hf.demo.learning import (
     LearningCurve,
     TrainingRows,
     answer,
@@ -31,6 +30,7 @@ from depthlm_hf.demo.training import (
     demo_processor,
     evaluate,
 )
+from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_point_cloud, write_report
 from depthlm_hf.geometry import backproject
 from depthlm_hf.inference.pointcloud import PointCloud, query_grid
 from depthlm_hf.inference.predictor import DepthLMPredictor

@@ -31,13 +31,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import BatchFeature, StoppingCriteriaList
 
-from depthlm_hf.inference import vision_attention
-from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria
-from depthlm_hf.inference.queries import (
+from depthlm_hf.inference.backend import (
     DEFAULT_MAX_NEW_TOKENS,
     Queries,
     QueryPredictor,
 )
+from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria
+from depthlm_hf.models import vision_attention
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source, resolve_device

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from depthlm_hf.inference.backend import DEFAULT_MAX_NEW_TOKENS, Queries, QueryPredictor
 from depthlm_hf.inference.decoding import Generated
-from depthlm_hf.inference.queries import DEFAULT_MAX_NEW_TOKENS, Queries, QueryPredictor
 from depthlm_hf.prompting import presets
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.processing import DepthLMProcessor

@@ -26,7 +26,7 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
-from depthlm_hf.prompting.queries import pil_images
+from depthlm_hf.prompting.query_inputs import pil_images
 
 logger = logging.getLogger(__name__)
 

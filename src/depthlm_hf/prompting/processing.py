@@ -26,7 +26,7 @@ from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.presets import PRESETS, ImageScale, PixelMap, check_settings
-from depthlm_hf.prompting.queries import (
+from depthlm_hf.prompting.query_inputs import (
     Points,
     PreparedImage,
     QueryMapping,

@@ -5,11 +5,11 @@
 
 `--data [NAME=]JSONL[:IMAGE_ROOT]` (repeatable; the syntax of `depthlm sft --dataset`, see
 `depthlm_hf.data.sources`) names a curated jsonl file. Each dataset is evaluated on its fixed evaluation
-set (`depthlm_hf.data.evaluation`: `num_samples` (record, pixel) pairs drawn once from `seed`, no crop,
+set (`depthlm_hf.data.eval_view`: `num_samples` (record, pixel) pairs drawn once from `seed`, no crop,
 pixels whose marker fits), for every task in `--tasks`. The output folder gets, per dataset and task,
 `predictions.jsonl` (one line per sample, appended as the run goes, so an interrupted run resumes where it
 stopped), and overall `results.json`, `results.csv`, `results.md` and plots (delta1 per dataset, predicted
-vs true). The runner is `depthlm_hf.metrics.evaluation.evaluate`. `--update_card true` writes the figures
+vs true). The runner is `depthlm_hf.metrics.runner.evaluate`. `--update_card true` writes the figures
 into the checkpoint's model card (its `model-index`, `depthlm_hf.training.modelcard`).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from trl import TrlParser
 
-from depthlm_hf.metrics.evaluation import EvalArguments, evaluate
+from depthlm_hf.metrics.runner import EvalArguments, evaluate
 from depthlm_hf.training.modelcard import card_eval_results, update_model_card
 
 

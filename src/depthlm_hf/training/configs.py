@@ -156,7 +156,7 @@ class DepthLMScriptArguments:
         default="batched",
         metadata={
             "help": "Qwen2.5-VL vision attention: 'batched' runs one SDPA call per window length and block "
-            "(`depthlm_hf.inference.vision_attention`, same outputs), 'stock' transformers' call per window."
+            "(`depthlm_hf.models.vision_attention`, same outputs), 'stock' transformers' call per window."
         },
     )
 

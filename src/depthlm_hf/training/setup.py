@@ -17,7 +17,7 @@ from trl import ModelConfig, get_peft_config
 from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
-from depthlm_hf.inference import vision_attention
+from depthlm_hf.models import vision_attention
 from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source

@@ -5,7 +5,7 @@ units of each evaluation set and rank 0 merges the answers and writes everything
 
 It lives with the metrics because its product is the metric tables and plots of `depthlm_hf.metrics.report`,
 and because the metrics room comes last in the method (prompting, data, training, inference, metrics): it
-uses the evaluation sets of `depthlm_hf.data.evaluation` and the predictor of `depthlm_hf.inference`, which
+uses the evaluation sets of `depthlm_hf.data.eval_view` and the predictor of `depthlm_hf.inference`, which
 import nothing from here.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from depthlm_hf.data import InvalidRecordError
-from depthlm_hf.data.evaluation import PROTOCOLS, build_samples
+from depthlm_hf.data.eval_view import PROTOCOLS, build_samples
 from depthlm_hf.data.skips import (
     DEFAULT_MAX_SKIPPED_FRACTION,
     check_limit,
@@ -54,7 +54,7 @@ from depthlm_hf.metrics.report import (
 )
 from depthlm_hf.prompting.markers import MarkerStyle
 from depthlm_hf.prompting.presets import PRESETS
-from depthlm_hf.prompting.queries import focal_transform, markable_points, point_array
+from depthlm_hf.prompting.query_inputs import focal_transform, markable_points, point_array
 from depthlm_hf.resources import check_model_source, resolve_device
 from depthlm_hf.tasks import text as answers
 

@@ -10,7 +10,7 @@ per length, and puts the tokens back after the output projection. Each window st
 itself, with the same arithmetic, so outputs match the stock path to float rounding (~1e-6 in fp32).
 Flash-attention implementations already run one variable-length call per block and keep the stock code.
 
-    >>> from depthlm_hf.inference import vision_attention
+    >>> from depthlm_hf.models import vision_attention
     >>> vision_attention.enable(model)  # doctest: +SKIP
     32
     >>> with vision_attention.stock(model):  # doctest: +SKIP

@@ -1,7 +1,7 @@
 """The fixed evaluation sets: the same (record, pixel) pairs in every run and process, no augmentation.
 
 `EvaluationView` gives rows of the single-point tasks for trainers; `build_samples` gives the samples of
-every task that `depthlm eval` (`depthlm_hf.metrics.evaluation`) asks a model about.
+every task that `depthlm eval` (`depthlm_hf.metrics.runner`) asks a model about.
 """
 
 from __future__ import annotations

@@ -14,11 +14,18 @@ from PIL import Image
 
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform
 from depthlm_hf.inference.decoding import DepthPrediction, Generated, TokenClasses, decode_numbers
-from depthlm_hf.prompting import queries as query_inputs
+from depthlm_hf.prompting import query_inputs
 from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.prompting.queries import Points, camera_list, check_size, group_points, image_list, points_per_image
+from depthlm_hf.prompting.query_inputs import (
+    Points,
+    camera_list,
+    check_size,
+    group_points,
+    image_list,
+    points_per_image,
+)
 from depthlm_hf.tasks import text as answers
 
 DEFAULT_MAX_NEW_TOKENS = 8
@@ -151,7 +158,7 @@ class QueryPredictor(ABC):
         """Check the queries, unify each image once, map the points into it, build the prompt.
 
         Args:
-            images: one image or a list (nesting as `depthlm_hf.prompting.queries` documents).
+            images: one image or a list (nesting as `depthlm_hf.prompting.query_inputs` documents).
             intrinsics: one camera `[fx, fy, cx, cy, width, height]` [px] per image.
             points: per image an (N, 2) [px] array of input pixels `[x, y]`; N a non-zero multiple of the
                 task's points per query.
