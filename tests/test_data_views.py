@@ -21,6 +21,7 @@ from depthlm_hf.data import (
 )
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.prompting.markers import marker_fits
+from depthlm_hf.tasks import TASKS, parse_answer
 
 SHARED = Path(os.environ.get("DEPTHLM_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
 IBIMS = SHARED / "ibims1"
@@ -94,17 +95,31 @@ def test_sft_rows_are_trl_prompt_completion_rows_and_parse_back(source, processo
         )
 
 
-def test_all_six_tasks_build_rows(processor):
+# Every task's rows have the same columns: the trainers' datasets select them by name (a two-view SFT row without
+# `depth` stopped the multi-task recipe at step 0).
+ROW_COLUMNS = {
+    "sft": {"images", "prompt", "completion", "depth", "task"},
+    "grpo": {"images", "prompt", "depth", "task"},
+}
+
+
+@pytest.mark.parametrize("row_format", sorted(ROW_COLUMNS))
+def test_all_six_tasks_build_rows_with_the_same_columns(processor, row_format):
     pairs = SyntheticDataset("indoor", num_scenes=6, num_points=30, two_view=True, width=(96, 96), height=(72, 72))
     config = TrainingViewConfig(tasks={t: 1.0 for t in ALL_TASKS}, crop_width=(100, 300), crop_height=(80, 200))
-    view = TrainingView(pairs, processor, config, seed=0, num_samples=60, row_format="grpo")
+    view = TrainingView(pairs, processor, config, seed=0, num_samples=60, row_format=row_format)
     rows = list(view)
     assert {r["task"] for r in rows} == set(ALL_TASKS)
     for row in rows:
-        assert len(row["images"]) == (2 if row["task"] == "translation" else 1) and row["depth"] > 0
-        if row["task"] == "translation":
+        assert set(row) == ROW_COLUMNS[row_format] and row["depth"] > 0
+        num_images = TASKS[row["task"]].num_images
+        assert len(row["images"]) == num_images
+        assert [c["type"] for c in row["prompt"][0]["content"]] == ["image"] * num_images + ["text"]
+        if num_images == 2:
             assert row["images"][0].size == row["images"][1].size
-            assert [c["type"] for c in row["prompt"][0]["content"]] == ["image", "image", "text"]
+        if row_format == "sft":
+            answer = row["completion"][0]["content"][0]["text"]
+            assert parse_answer(answer, row["task"]) == pytest.approx(row["depth"], abs=0.005)
 
 
 def test_rows_are_deterministic_in_seed_and_index(source, processor):

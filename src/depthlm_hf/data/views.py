@@ -319,12 +319,11 @@ class TrainingView(_View):
         for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
             intr = CameraIntrinsics.from_list(record[intr_key])
             images.append(self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image)
+        # Every task's rows carry the same columns (the trainers' datasets select them by name).
         row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages(task)}
         if self.row_format == "sft":
             row["completion"] = self.processor.completion_messages(sample.value, task)
-        else:
-            row.update(depth=sample.value, task=task)
-        return row
+        return {**row, "depth": sample.value, "task": task}
 
 
 def _random_offset(rng: np.random.Generator, centre: float, size: int, full: int) -> int:
