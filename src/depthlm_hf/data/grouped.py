@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,7 @@ from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng as _rng
 from depthlm_hf.data.views import MixtureView, RowFormat, TrainingView, TrainingViewConfig
 from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
-from depthlm_hf.prompting.imaging import apply_transform
-from depthlm_hf.prompting.markers import draw_markers
+from depthlm_hf.prompting.query_inputs import PreparedImage
 from depthlm_hf.tasks.samples import build_sample
 from depthlm_hf.tasks.text import get_task
 
@@ -146,20 +145,28 @@ class GroupedTrainingView(TrainingView):
         if sample is None:
             self.stats["no_point_in_crop"] += 1
             return None
-        image, transform = unified.image, unified.transform
-        if window is not None:
-            crop = crop_transform(image.width, image.height, *window)
-            image, transform = apply_transform(image, crop), transform.then(crop)
-        if len(sample.points):  # draw_markers returns a copy
-            mapped = np.rint(transform.map_points(sample.points)).astype(np.int64)
-            image = draw_markers(image, mapped, self.processor.marker_style)
-        elif image is unified.image:
-            image = image.copy()  # rows never share the cached image
+        image = self.render(unified, sample.points, window).image
         prompt = self.processor.task_messages(sample.task, **sample.fields)
         row = {"images": [image], "prompt": prompt, "depth": sample.value, "task": sample.task}
         if self.row_format == "sft":  # as TrainingView's: the target and task ride along for generation metrics
             row["completion"] = self.processor.completion_messages(sample.value, sample.task)
         return row
+
+    def render(
+        self, unified: UnifiedImage, points: np.ndarray, window: tuple[int, int, int, int] | None
+    ) -> PreparedImage:
+        """The model image of a row: `unified`'s image cropped to `window` with markers on the (K, 2) [px] input
+        `points`, placed and drawn by the processor (`map_queries` and `render`, as a one-call row's), so the
+        marker pixels and the fit check are those of :meth:`DepthLMProcessor.prepare` under every `pixel_map`.
+
+        Raises the processor's `ValueError` when a marker does not fit (`DepthLMProcessor.markable`).
+        """
+        mapping = self.processor.map_queries(unified.intrinsics, points, crop=window)
+        # The cached image went through the focal unification already: only the crop is left to apply.
+        width, height = unified.image.width, unified.image.height
+        crop = crop_transform(width, height, *(window if window is not None else (0, 0, width, height)))
+        prepared = self.processor.render(unified.image, replace(mapping, transform=crop))
+        return replace(prepared, transform=mapping.transform)  # a copy: rows never share the cached image
 
 
 class GroupedMixtureView(MixtureView):
