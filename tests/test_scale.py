@@ -25,14 +25,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 WRAPPER = """
 import json, os, signal, sys
 from depthlm_hf.inference import dense_batch
-from depthlm_hf.metrics import evaluation
+from depthlm_hf.metrics import runner
 
 log = open(os.path.join(os.environ["SCALE_LOG"], f"rank{os.environ['RANK']}.jsonl"), "a")
 kill_after = int(os.environ.get("SCALE_KILL_RANK1_AFTER", "-1"))
 units = 0
 
 
-def predict_chunk(model, source, chunk, task, _real=evaluation.predict_chunk):
+def predict_chunk(model, source, chunk, task, _real=runner.predict_chunk):
     global units
     if os.environ["RANK"] == "1" and units == kill_after:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -46,7 +46,7 @@ def predict_image(predictor, job, *args, _real=dense_batch.predict_image):
     return _real(predictor, job, *args)
 
 
-evaluation.predict_chunk, dense_batch.predict_image = predict_chunk, predict_image
+runner.predict_chunk, dense_batch.predict_image = predict_chunk, predict_image
 from depthlm_hf.cli import main
 sys.exit(main(sys.argv[1:]))
 """
