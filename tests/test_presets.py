@@ -1,8 +1,9 @@
-"""Which preset a checkpoint loads with: saved DepthLM settings, the released facebook/DepthLM, or an explicit one."""
+"""Which preset a checkpoint loads with: saved DepthLM settings, the released facebook/DepthLM (by hub id or by its
+files), or an explicit one; any other folder raises."""
 
 from __future__ import annotations
 
-import logging
+import importlib.util
 
 import numpy as np
 import pytest
@@ -39,17 +40,71 @@ def test_a_copy_of_the_released_checkpoint_loads_with_the_official_preset(stock_
     assert _snapshot(stock_pixtral_folder) == before  # loading never writes into the checkpoint
 
 
-def test_a_folder_without_settings_logs_the_paper_preset(stock_pixtral_folder, tmp_path, caplog):
+def test_an_unrecognised_folder_without_settings_raises_naming_the_presets(stock_pixtral_folder, tmp_path):
     import shutil
 
     plain = tmp_path / "my-vlm"
     shutil.copytree(stock_pixtral_folder, plain)
-    with caplog.at_level(logging.WARNING, logger="depthlm_hf.prompting.presets"):
-        predictor = DepthLMPredictor.from_pretrained(plain, show_progress=False)
-    assert predictor.processor.preset == "paper" and predictor.processor.unified_focal_length == 1000.0
-    assert "holds no DepthLM processor settings: using the 'paper' preset" in caplog.text
+    with pytest.raises(ValueError) as raised:
+        DepthLMPredictor.from_pretrained(plain, show_progress=False)
+    message = str(raised.value)
+    assert "holds no DepthLM processor settings" in message and "Choose a preset: paper, official_pixtral" in message
+    assert "preset='paper'" in message and "--processor_preset" in message and "config.json has vocab_size" in message
     explicit = DepthLMPredictor.from_pretrained(plain, preset="official_pixtral", show_progress=False)
     assert explicit.processor.preset == "official_pixtral"
+
+
+def test_a_local_copy_of_the_release_picks_official_pixtral_before_any_model_load(monkeypatch, tmp_path):
+    """The release's config, tokenizer, template and image settings, no weights: the preset comes from the files,
+    and the processor is loaded before the model."""
+    import transformers
+
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
+    from depthlm_hf.prompting.processing import DepthLMProcessor
+    from depthlm_hf.testing import write_release_files
+
+    folder = write_release_files(tmp_path / "models" / "DepthLM")
+    tiny_model, tiny_processor = tiny_llava_pixtral(seed=0)
+    calls = []
+
+    def processor_from_pretrained(path, **settings):
+        calls.append(("processor", path, settings))
+        return tiny_processor
+
+    def model_from_pretrained(path, **kwargs):
+        calls.append(("model", path, kwargs))
+        return tiny_model
+
+    monkeypatch.setattr(DepthLMProcessor, "from_pretrained", processor_from_pretrained)
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", model_from_pretrained)
+    if importlib.util.find_spec("torchvision") is None:  # PixtralProcessor is a placeholder: a stand-in class
+        monkeypatch.setattr(transformers, "PixtralProcessor", transformers.LlavaProcessor)
+    DepthLMPredictor.from_pretrained(folder, device="cpu", show_progress=False)
+    assert [call[0] for call in calls] == ["processor", "model"]
+    settings = calls[0][2]
+    assert settings["preset"] == "official_pixtral" and settings["unified_focal_length"] == 750.0
+    assert settings["pixel_map"] == "release" and settings["base_processor_class"] == "PixtralProcessor"
+    assert settings["base_processor_kwargs"]["image_token"] == "[IMG]"
+    assert settings["base_processor_kwargs"]["patch_size"] == 16
+
+
+@pytest.mark.parametrize(
+    "change, difference",
+    [
+        ({"do_rescale": True}, "do_rescale True, not PixtralImageProcessor with both off"),  # a stock Pixtral-12B
+        ({"template": "{{ messages }}"}, "the chat template is not a Pixtral one"),
+    ],
+)
+def test_files_that_differ_from_the_release_are_not_recognised(tmp_path, change, difference):
+    from depthlm_hf.prompting.presets import release_mismatches
+    from depthlm_hf.testing import write_release_files
+
+    folder = write_release_files(tmp_path, **change)
+    differences = release_mismatches(folder)
+    assert len(differences) == 1 and difference in differences[0]
+    with pytest.raises(ValueError, match="Choose a preset: paper, official_pixtral"):
+        checkpoint_preset(folder, {})
+    assert checkpoint_preset(folder, {}, fallback="paper") == "paper"
 
 
 def test_saved_settings_win_unless_a_preset_is_given(tiny_dir):
@@ -94,6 +149,7 @@ def test_eval_loads_a_local_copy_with_the_given_preset(stock_pixtral_folder, tmp
     data = [f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"]
     model = load_model(EvalArguments(model=str(copy), data=data, preset="official_pixtral"))
     assert model.processor.preset == "official_pixtral" and model.processor.pixel_map == "release"
-    assert load_model(EvalArguments(model=str(copy), data=data)).processor.preset == "paper"
+    with pytest.raises(ValueError, match="Choose a preset: paper, official_pixtral"):
+        load_model(EvalArguments(model=str(copy), data=data))
     constant = load_model(EvalArguments(model="constant:2.0", data=data))
     assert isinstance(constant, ConstantModel) and constant.processor.pixel_map == "exact"

@@ -1,7 +1,8 @@
 """Where a run's model and device come from, checked before anything is loaded.
 
 Without these checks a missing model folder surfaces as transformers' "Repo id must use alphanumeric
-chars" error, and `--device cuda` on a machine without CUDA as a deep torch error after the model loaded.
+chars" error, a Hub id without a network as a generic connection error after about 47 s of retries, and
+`--device cuda` on a machine without CUDA as a deep torch error after the model loaded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+import huggingface_hub
 import torch
 
 _REPO_ID = re.compile(r"^(?![.-])[\w.-]{1,96}(?<![.-])(?:/(?![.-])[\w.-]{1,96}(?<![.-]))?$")
@@ -39,6 +41,38 @@ def check_model_source(name: str, argument: str = "model") -> str:
             "'Qwen/Qwen2.5-VL-3B-Instruct')."
         )
     return name
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers one request within `timeout` [s] (False in offline mode)."""
+    if huggingface_hub.is_offline_mode():
+        return False
+    try:
+        huggingface_hub.utils.get_session().head(huggingface_hub.constants.ENDPOINT, timeout=timeout)
+    except Exception:  # any failure to get an answer means: not reachable now
+        return False
+    return True
+
+
+def checkpoint_source(name: str, revision: str | None = None, argument: str = "path", timeout: float = 3.0) -> str:
+    """Where to load checkpoint `name` from, decided in at most `timeout` [s]: `name` itself when it is a folder
+    or the Hub answers; the local cache's snapshot folder of Hub id `name` when the Hub cannot be reached (or
+    `HF_HUB_OFFLINE` is set) and the cache holds it; else a ValueError naming `argument` that says how to load
+    from a local folder and with `preset=`."""
+    check_model_source(name, argument)
+    if Path(name).expanduser().is_dir() or hub_reachable(timeout):
+        return name
+    cached = huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return str(Path(cached).parent)
+    why = "HF_HUB_OFFLINE is set" if huggingface_hub.is_offline_mode() else "the Hub cannot be reached"
+    folder = f"./{name.rsplit('/', 1)[-1]}"
+    raise ValueError(
+        f"`{argument}` {name!r} is a Hugging Face Hub id that is not in the local cache, and {why}. Download it once "
+        f"where the Hub is reachable (`hf download {name} --local-dir {folder}`) and pass the local folder "
+        f"(`{argument}={folder!r}`), with `preset=` ('official_pixtral' or 'paper') when the folder holds neither "
+        "DepthLM settings nor the official release's files."
+    )
 
 
 def resolve_device(device: str | torch.device | None, argument: str = "device") -> torch.device:

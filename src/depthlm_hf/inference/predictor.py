@@ -40,7 +40,7 @@ from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndC
 from depthlm_hf.models import vision_attention
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.resources import check_model_source, resolve_device
+from depthlm_hf.resources import checkpoint_source, resolve_device
 
 
 class DepthLMPredictor(QueryPredictor):
@@ -93,22 +93,24 @@ class DepthLMPredictor(QueryPredictor):
         """Load a checkpoint: a hub id (the released "facebook/DepthLM") or a folder; nothing is written there.
 
         The processor has the DepthLM settings saved with it, else those of `presets.checkpoint_preset`
-        ("official_pixtral" for facebook/DepthLM, else "paper", logged); an explicit `preset` wins. Defaults:
+        ("official_pixtral" for facebook/DepthLM or a folder holding its files; any other folder raises a
+        ValueError listing the presets); an explicit `preset` wins. The processor is loaded before the model, and
+        a Hub id the Hub cannot serve (offline, or not cached) fails within seconds (`checkpoint_source`). Defaults:
         the first GPU if any, bf16 weights and SDPA attention; float32 on CPU. `image_backend`: the image
         processor's backend ("pil", "torchvision", None: transformers' choice); "pil" allows the fast path.
         `kwargs` go to the constructor (`batch_size`, `max_new_tokens`, `show_progress`, `fast_images`)."""
         from transformers import AutoModelForImageTextToText
 
-        check_model_source(str(path), "path")
+        source = checkpoint_source(str(path), revision, "path")  # a Hub id without a network fails here, fast
         device = resolve_device(device)
+        backend = {} if image_backend is None else {"backend": image_backend}
+        settings = presets.checkpoint_settings(source, preset, revision)  # before the (12B) model: fails fast
+        processor = DepthLMProcessor.from_pretrained(source, revision=revision, **backend, **settings)
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation or "sdpa", revision=revision
+            source, dtype=dtype, attn_implementation=attn_implementation or "sdpa", revision=revision
         ).to(device)
-        backend = {} if image_backend is None else {"backend": image_backend}
-        settings = presets.checkpoint_settings(path, preset, revision)
-        processor = DepthLMProcessor.from_pretrained(path, revision=revision, **backend, **settings)
         return cls(model, processor, **kwargs)
 
     @property

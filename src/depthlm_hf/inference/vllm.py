@@ -52,8 +52,8 @@ class VLLMPredictor(QueryPredictor):
         """A vLLM engine on the checkpoint folder (`llm_kwargs` go to `vllm.LLM`) and its processor."""
         vllm = _require_vllm()
         llm_kwargs.setdefault("limit_mm_per_prompt", {"image": 1})
-        llm = vllm.LLM(model=str(path), **llm_kwargs)
-        return cls(llm, DepthLMProcessor.from_pretrained(path, **presets.checkpoint_settings(path)))
+        processor = DepthLMProcessor.from_pretrained(path, **presets.checkpoint_settings(path))  # fails before vLLM
+        return cls(vllm.LLM(model=str(path), **llm_kwargs), processor)
 
     def answer(self, queries: Queries, batch_size: int | None = None, progress: bool | None = None) -> Generated:
         """Greedy tokens and their log-probabilities from `llm.generate`, `batch_size` requests at a time."""

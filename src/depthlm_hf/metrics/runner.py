@@ -88,7 +88,8 @@ class EvalArguments:
         default=None,
         metadata={
             "help": "Processor preset: for `constant:` the geometry that decides eligible pixels (default paper); "
-            "for a checkpoint, the preset to load it with (e.g. official_pixtral for a local copy of facebook/DepthLM)."
+            "for a checkpoint without saved DepthLM settings, the preset to load it with (needed unless it holds the "
+            "official release's files, which select official_pixtral)."
         },
     )
     plots: bool = field(default=True, metadata={"help": "Draw delta1 bars and predicted-vs-true plots."})

@@ -69,27 +69,91 @@ def check_settings(focal_mode: str, pixel_map: str, image_scale: str) -> None:
 
 RELEASED_CHECKPOINTS: dict[str, str] = {"facebook/DepthLM": "official_pixtral"}
 """Hub ids of released DepthLM checkpoints whose folders hold no DepthLM settings, and the preset that
-reproduces their inputs (facebook/DepthLM: the official release's Pixtral-12B)."""
+reproduces their inputs (facebook/DepthLM: the official release's Pixtral-12B). A copy elsewhere is recognised
+by its files (`release_mismatches`)."""
+
+RELEASE_VOCAB_SIZE = 131_072
+"""Entries of Pixtral-12B's tekken tokenizer (`[IMG]` is id 10)."""
+
+
+def _read_json(name_or_path: str, filename: str, revision: str | None) -> dict[str, Any] | None:
+    path = cached_file(name_or_path, filename, revision=revision, _raise_exceptions_for_missing_entries=False)
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def _chat_template(name_or_path: str, revision: str | None) -> str:
+    path = cached_file(
+        name_or_path, "chat_template.jinja", revision=revision, _raise_exceptions_for_missing_entries=False
+    )
+    if path:
+        return Path(path).read_text()
+    for filename in ("chat_template.json", "tokenizer_config.json"):
+        template = (_read_json(name_or_path, filename, revision) or {}).get("chat_template")
+        if isinstance(template, str):
+            return template
+    return ""
+
+
+def release_mismatches(name_or_path: str | os.PathLike, revision: str | None = None) -> list[str]:
+    """How a checkpoint's files differ from the official release's (facebook/DepthLM); `[]` when they match.
+
+    The release's signature, read from the files alone (no weights, nothing imported):
+    `config.json` is a `llava` model with a `pixtral` vision tower, a 131,072-entry text vocabulary and image
+    token 10; `tokenizer.json` is tekken-sized with `[IMG]` at id 10; the chat template is a Pixtral one
+    (`[INST]`, `[/INST]`, `[IMG]`); `preprocessor_config.json` is a Pixtral image processor with `do_resize`
+    and `do_rescale` off, as the release's `train.py` saves it (a stock Pixtral-12B has both on).
+    """
+    name = str(name_or_path)
+    config = _read_json(name, "config.json", revision) or {}
+    text, vision = config.get("text_config") or {}, config.get("vision_config") or {}
+    image_token = config.get("image_token_index", config.get("image_token_id"))
+    found = []
+    if config.get("model_type") != "llava" or vision.get("model_type") != "pixtral":
+        found.append(f"config.json is {config.get('model_type')!r} / {vision.get('model_type')!r}, not llava / pixtral")
+    if text.get("vocab_size") != RELEASE_VOCAB_SIZE or image_token != 10:
+        found.append(f"config.json has vocab_size {text.get('vocab_size')} and image token {image_token}")
+    tokenizer = _read_json(name, "tokenizer.json", revision) or {}
+    added = {token.get("id"): token.get("content") for token in tokenizer.get("added_tokens", [])}
+    size = max([*(tokenizer.get("model", {}).get("vocab") or {}).values(), *added, -1]) + 1
+    if size != RELEASE_VOCAB_SIZE or added.get(10) != "[IMG]":
+        found.append(f"tokenizer.json has {size} tokens and {added.get(10)!r} at id 10, not tekken's [IMG]")
+    template = _chat_template(name, revision)
+    if not all(mark in template for mark in ("[INST]", "[/INST]", "[IMG]")):
+        found.append("the chat template is not a Pixtral one ([INST] ... [IMG] ... [/INST])")
+    image = _read_json(name, "preprocessor_config.json", revision) or {}
+    kind = str(image.get("image_processor_type", ""))
+    if not kind.startswith("Pixtral") or image.get("do_resize") is not False or image.get("do_rescale") is not False:
+        found.append(
+            f"preprocessor_config.json is {kind or None!r} with do_resize {image.get('do_resize')} and do_rescale "
+            f"{image.get('do_rescale')}, not PixtralImageProcessor with both off"
+        )
+    return found
 
 
 def saved_processor_config(name_or_path: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
     """The `processor_config.json` of a checkpoint folder or hub id (`{}` when it has none); never writes there."""
-    path = cached_file(
-        str(name_or_path), "processor_config.json", revision=revision, _raise_exceptions_for_missing_entries=False
-    )
-    return json.loads(Path(path).read_text()) if path else {}
+    return _read_json(str(name_or_path), "processor_config.json", revision) or {}
 
 
-def checkpoint_preset(name_or_path: str | os.PathLike, saved: dict[str, Any], preset: str | None = None) -> str | None:
+def checkpoint_preset(
+    name_or_path: str | os.PathLike,
+    saved: dict[str, Any],
+    preset: str | None = None,
+    revision: str | None = None,
+    fallback: str | None = None,
+) -> str | None:
     """The preset to load a checkpoint's processor with, or `None` to use the DepthLM settings saved in it.
 
-    An explicit `preset` wins. A folder without DepthLM settings gets the preset of its released checkpoint
-    (`RELEASED_CHECKPOINTS`, by hub id or hub-cache snapshot path), else "paper"; which one is logged.
+    An explicit `preset` wins. A folder without DepthLM settings gets the preset of the released checkpoint it
+    is (`RELEASED_CHECKPOINTS`, by hub id or hub-cache snapshot) or whose files it holds, wherever it lies
+    (`release_mismatches`: facebook/DepthLM's config, tokenizer, chat template and image settings), else
+    `fallback`; with no fallback it raises a `ValueError` that lists the presets, how to choose one and how the
+    folder differs from the release.
 
-    >>> checkpoint_preset("facebook/DepthLM", {})
-    'official_pixtral'
     >>> checkpoint_preset("my/run", {"depthlm_processor_class": "DepthLMProcessor"}) is None
     True
+    >>> checkpoint_preset("facebook/DepthLM", {}), checkpoint_preset("my/run", {}, preset="paper")
+    ('official_pixtral', 'paper')
     """
     if preset is not None:
         if preset not in PRESETS:
@@ -98,16 +162,23 @@ def checkpoint_preset(name_or_path: str | os.PathLike, saved: dict[str, Any], pr
     if "depthlm_processor_class" in saved:
         return None
     name = str(name_or_path)
-    for hub_id, released in RELEASED_CHECKPOINTS.items():
+    for hub_id, released in RELEASED_CHECKPOINTS.items():  # the id, or its snapshot in the Hugging Face cache
         if name == hub_id or f"models--{hub_id.replace('/', '--')}" in Path(name).parts:
-            logger.info("%s is the released checkpoint %s: using the %r preset.", name, hub_id, released)
             return released
-    logger.warning(
-        "%s holds no DepthLM processor settings: using the 'paper' preset (f* = 1000 px). Pass `preset=` to choose "
-        "another (a copy of facebook/DepthLM needs preset='official_pixtral').",
-        name,
+    differences = release_mismatches(name, revision)
+    if not differences:
+        logger.info("%s holds the official release's files (facebook/DepthLM): using 'official_pixtral'.", name)
+        return "official_pixtral"
+    if fallback is not None:
+        logger.info("%s holds no DepthLM processor settings: using the %r preset.", name, fallback)
+        return fallback
+    raise ValueError(
+        f"{name} holds no DepthLM processor settings and its files are not those of a released DepthLM checkpoint "
+        f"({'; '.join(differences)}). Choose a preset: {', '.join(PRESETS)} "
+        "(`DepthLMPredictor.from_pretrained(path, preset='paper')`, `depthlm eval --preset paper`, "
+        "`--processor_preset paper` in training); 'official_pixtral' reproduces facebook/DepthLM's inputs, "
+        "'paper' the paper's."
     )
-    return "paper"
 
 
 def preset_settings(name: str, saved: dict[str, Any]) -> dict[str, Any]:
@@ -129,5 +200,5 @@ def checkpoint_settings(
     """Keyword settings for `DepthLMProcessor.from_pretrained(name_or_path, ...)`: `{}` keeps the saved DepthLM
     settings, else those of `checkpoint_preset` (see `preset_settings`)."""
     saved = saved_processor_config(name_or_path, revision)
-    name = checkpoint_preset(name_or_path, saved, preset)
+    name = checkpoint_preset(name_or_path, saved, preset, revision)
     return {} if name is None else preset_settings(name, saved)

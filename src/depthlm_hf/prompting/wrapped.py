@@ -7,6 +7,7 @@ import inspect
 import transformers
 from transformers import ProcessorMixin
 from transformers.processing_utils import ProcessingKwargs
+from transformers.utils.import_utils import DummyObject
 
 
 class DepthLMProcessorKwargs(ProcessingKwargs, total=False):
@@ -26,7 +27,8 @@ def stock_processor_class(name: str) -> type:
 
     `name` comes from a checkpoint's `processor_config.json`, which anyone can write: it is looked up in
     transformers' own namespace only, never imported as a dotted path, so a checkpoint cannot make the
-    library import (and run) a module of its choice.
+    library import (and run) a module of its choice. A class whose backend is missing (`PixtralProcessor` without
+    torchvision) raises an ImportError naming that backend.
     """
     if not (isinstance(name, str) and name.isidentifier()):
         raise ValueError(
@@ -34,6 +36,12 @@ def stock_processor_class(name: str) -> type:
             f"'Qwen2_5_VLProcessor'), not a dotted path or another value; got {name!r}."
         )
     cls = getattr(transformers, name, None)
+    missing = getattr(cls, "_backends", None) if isinstance(cls, DummyObject) else None
+    if missing:  # transformers' placeholder for a class whose backend is not installed
+        raise ImportError(
+            f"`base_processor_class` {name!r} needs {' and '.join(missing)}, which is not installed here: install "
+            f"it (torchvision: the build that matches your torch) to load this checkpoint's processor."
+        )
     if not (isinstance(cls, type) and issubclass(cls, ProcessorMixin)):
         raise ValueError(
             f"`base_processor_class` {name!r} is not a transformers processor class (e.g. 'Qwen2_5_VLProcessor', "

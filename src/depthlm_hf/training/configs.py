@@ -115,11 +115,12 @@ class DepthLMScriptArguments:
         default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
     )
     marker_size: int | None = field(default=None, metadata={"help": "Marker size [px] (paper: 5)."})
-    processor_preset: Literal["paper", "official_pixtral"] = field(
-        default="paper",
+    processor_preset: Literal["paper", "official_pixtral"] | None = field(
+        default=None,
         metadata={
-            "help": "DepthLMProcessor preset (`depthlm_hf.prompting.processing.PRESETS`) used when the model folder "
-            "has no saved DepthLM processor."
+            "help": "DepthLMProcessor preset (`depthlm_hf.prompting.presets.PRESETS`) used when the model folder "
+            "has no saved DepthLM processor. Unset: official_pixtral for the official release's files "
+            "(facebook/DepthLM or a copy), else paper (a base VLM)."
         },
     )
     max_image_pixels: int | None = field(

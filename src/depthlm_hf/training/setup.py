@@ -18,7 +18,7 @@ from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
 from depthlm_hf.models import vision_attention
-from depthlm_hf.prompting.presets import preset_settings, saved_processor_config
+from depthlm_hf.prompting.presets import checkpoint_preset, preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source
 from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
@@ -34,7 +34,8 @@ TINY = "tiny"
 
 def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments) -> DepthLMProcessor:
     """The `DepthLMProcessor` of the model: its saved DepthLM settings, else `processor_preset` around the
-    model's own processor; explicit script arguments (focal length, marker, ...) override both."""
+    model's own processor (unset: "official_pixtral" for the official release's files, else the paper's
+    inputs for a base VLM); explicit script arguments (focal length, marker, ...) override both."""
     overrides = script_args.processor_overrides()
     name = model_args.model_name_or_path
     if name == TINY:
@@ -46,7 +47,8 @@ def load_processor(model_args: ModelConfig, script_args: DepthLMScriptArguments)
     if "depthlm_processor_class" in saved:
         processor = DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision)
         return _with_overrides(processor, overrides)
-    preset = preset_settings(script_args.processor_preset, saved)
+    chosen = checkpoint_preset(name, saved, script_args.processor_preset, model_args.model_revision, fallback="paper")
+    preset = preset_settings(chosen, saved)
     if "marker" in overrides:
         overrides = {**overrides, "marker": {**preset["marker"], **overrides["marker"]}}
     return DepthLMProcessor.from_pretrained(name, revision=model_args.model_revision, **{**preset, **overrides})
