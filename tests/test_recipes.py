@@ -1,5 +1,7 @@
-"""Every recipe parses with its script (a typo fails CI) and states the paper's numbers; unknown keys fail
-loudly; the DeepSpeed and accelerate configs are valid."""
+"""Every recipe parses with its script (a typo fails CI), states the paper's numbers, and *trains*: the tiny ones
+as shipped, the paper ones with the model swapped for a tiny one, a tiny curated dataset and a few CPU steps; every
+saved folder reloads in the predictor and answers. Unknown keys fail loudly; the DeepSpeed and accelerate configs
+are valid."""
 
 from __future__ import annotations
 
@@ -126,3 +128,150 @@ def test_accelerate_configs_load(name):
     assert config.distributed_type == "DEEPSPEED"
     ds_file = Path(config.deepspeed_config["deepspeed_config_file"])
     assert ds_file.parts[0] == "recipes" and (RECIPES.parent / ds_file).is_file()
+
+
+# --- Every recipe trains a few steps, and its output reloads in the predictor --------------------------------------
+
+TINY_RECIPES = [recipe for recipe in TRAINING_RECIPES if recipe.parts[-3] == "tiny"]
+PAPER_RECIPES = [recipe for recipe in TRAINING_RECIPES if recipe.parts[-3] != "tiny"]
+
+CPU_SWAPS: dict[str, object] = {
+    "attn_implementation": "sdpa",  # flash_attention_2 needs a GPU
+    "bf16": False,  # CPU training in float32
+    "use_cpu": True,
+    "max_steps": 2,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "dataloader_num_workers": 0,
+    "report_to": "none",  # tensorboard is not a dependency
+    "num_generations": 2,  # GRPO: the batch of 2 is one group of 2 completions
+    "max_completion_length": 8,
+}
+"""What the paper recipes change to train on a CPU in seconds; every other key runs as shipped, the model and the
+dataset paths aside (swapped by `_paper_recipe`)."""
+
+
+def _script(recipe: Path):
+    return grpo if recipe.parent.name == "grpo" else sft
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory) -> Path:
+    """One tiny curated two-view dataset (`curated.jsonl` + `rgb/`) every paper recipe trains on: six 112x84
+    synthetic indoor pairs at f = 400 px, so the focal unification keeps images small (280x210 at f* = 1000)."""
+    from depthlm_hf.data.records import to_jsonable
+    from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+
+    root = tmp_path_factory.mktemp("curated")
+    (root / "rgb").mkdir()
+    scenes = SyntheticDataset(
+        "indoor", num_scenes=6, num_points=24, two_view=True, seed=0, width=(112, 112), height=(84, 84),
+        focal=(400.0, 400.0),
+    )  # fmt: skip
+    lines = []
+    for i, record in enumerate(scenes):
+        for key in ("image", "image2"):
+            record[key].save(root / f"rgb/{i}_{key}.png")
+            record[key] = f"rgb/{i}_{key}.png"
+        record.pop("index")
+        lines.append(json.dumps(to_jsonable(record)))
+    (root / "curated.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stock_pixtral(tmp_path_factory) -> Path:
+    """A tiny Llava/Pixtral folder as the Hub ships Pixtral-12B: the model and a stock processor, no DepthLM
+    settings (the recipe's `processor_preset` supplies them)."""
+    from depthlm_hf.models.tiny import tiny_llava_pixtral
+
+    model, processor = tiny_llava_pixtral(seed=0)
+    folder = tmp_path_factory.mktemp("pixtral")
+    model.save_pretrained(folder)
+    processor.base_processor.save_pretrained(folder)
+    return folder
+
+
+def _paper_recipe(recipe: Path, curated: Path, model: str, output_dir: Path) -> Path:
+    """`recipe` with the CPU swaps, `model`, and every dataset entry reading `curated` (names and weights kept)."""
+    config = yaml.safe_load(recipe.read_text())
+    swaps = {key: value for key, value in CPU_SWAPS.items() if key in config}
+    assert {"attn_implementation", "bf16", "max_steps"} <= set(swaps)  # the swaps still meet the recipe
+    datasets = [
+        {**entry, "jsonl": str(curated / "curated.jsonl"), "image_root": str(curated)} for entry in config["dataset"]
+    ]
+    config.update(swaps, model_name_or_path=model, dataset=datasets, output_dir=str(output_dir))
+    path = output_dir.parent / f"{recipe.parts[-3]}_{recipe.parent.name}_{recipe.name}"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _check_trained(trainer, output_dir: Path) -> None:
+    import math
+
+    losses = [entry.get("loss", entry.get("train_loss")) for entry in trainer.state.log_history]
+    assert trainer.state.global_step == 2 and any(loss is not None and math.isfinite(loss) for loss in losses)
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "README.md").is_file()
+
+
+def _check_answers(output_dir: Path, script_args) -> None:
+    """The saved folder reloads in the predictor, with the run's prompt settings, and answers one query: a number,
+    or `None` with the text that did not parse (random tiny weights)."""
+    import numpy as np
+
+    from depthlm_hf.inference.predictor import DepthLMPredictor
+
+    predictor = DepthLMPredictor.from_pretrained(output_dir, show_progress=False, max_new_tokens=6)
+    assert predictor.processor.preset == script_args.processor_preset
+    if script_args.unified_focal_length is not None:
+        assert predictor.processor.unified_focal_length == script_args.unified_focal_length
+    image = np.full((84, 112, 3), 90, np.uint8)
+    out = predictor.predict(image, [100.0, 100.0, 55.5, 41.5, 112, 84], [[56, 42]])
+    assert len(out) == 1 and not any(out.reasons)  # asked, not refused
+    value, text = out.values[0], out.texts[0]
+    assert (isinstance(value, float) and value == predictor.processor.parse_answer(text)) or (
+        value is None and isinstance(text, str)
+    )
+
+
+@pytest.mark.parametrize("recipe", TINY_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_tiny_recipe_trains_as_shipped_and_its_output_answers(recipe, tmp_path, one_thread):
+    out = tmp_path / "out"
+    argv = ["--config", str(recipe), "--max_steps", "2", "--output_dir", str(out)]
+    trainer = _script(recipe).main(argv)
+    _check_trained(trainer, out)
+    script_args, training_args, model_args = _parse(recipe)
+    _check_answers(out, script_args)
+    _check_every_task_renders(recipe, script_args, training_args, model_args)
+
+
+@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_paper_recipe_trains_on_a_tiny_model_and_its_output_answers(
+    recipe, curated, stock_pixtral, tiny_dir, tmp_path, one_thread
+):
+    shipped = yaml.safe_load(recipe.read_text())["model_name_or_path"]
+    if shipped.startswith("outputs/"):  # GRPO from an SFT output: a saved tiny model with its DepthLM settings
+        model = str(tiny_dir)
+    else:
+        model = str(stock_pixtral) if "pixtral" in shipped else "tiny"
+    out = tmp_path / "out"
+    config = _paper_recipe(recipe, curated, model, out)
+    trainer = _script(recipe).main(["--config", str(config)])
+    _check_trained(trainer, out)
+    script_args, training_args, model_args = (
+        _script(recipe).make_parser().parse_args_and_config(["--config", str(config)])
+    )
+    _check_answers(out, script_args)
+    _check_every_task_renders(recipe, script_args, training_args, model_args)
+
+
+def _check_every_task_renders(recipe: Path, script_args, training_args, model_args, rows: int = 36) -> None:
+    """The run's training stream, beyond the few rows trained on, renders every task of the recipe (two-view rows
+    included)."""
+    from depthlm_hf.training.setup import build_datasets, load_processor
+
+    processor = load_processor(model_args, script_args)
+    kind = recipe.parent.name  # "sft" or "grpo"
+    training_args.max_steps = rows // training_args.per_device_train_batch_size
+    train, _ = build_datasets(script_args, processor, training_args, kind)
+    assert {row["task"] for row in train} == set(script_args.tasks)
