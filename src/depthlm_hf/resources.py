@@ -1,15 +1,19 @@
-"""Where a run's model and device come from, checked before anything is loaded.
+"""Where a run's model and device come from, checked before anything is loaded, and how it is loaded.
 
 Without these checks a missing model folder surfaces as transformers' "Repo id must use alphanumeric
 chars" error, a Hub id without a network as a generic connection error after about 47 s of retries, and
 `--device cuda` on a machine without CUDA as a deep torch error after the model loaded.
+Every load of a checkpoint goes through :func:`no_remote_code`: a checkpoint's `auto_map` never makes
+transformers import a module of the checkpoint, and no prompt on stdin can allow it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import torch
@@ -103,3 +107,27 @@ def resolve_device(device: str | torch.device | None, argument: str = "device") 
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"`{argument}` 'mps' is not available on this machine; use 'cpu' or leave it unset.")
     return resolved
+
+
+def no_remote_code(kwargs: Mapping[str, Any] | None = None, argument: str = "trust_remote_code") -> dict[str, Any]:
+    """`kwargs` for a transformers or vLLM loader with `trust_remote_code=False`; a ValueError naming `argument`
+    when it asks for True.
+
+    Left unset, transformers *asks on stdin* whether to run the code of a checkpoint whose `auto_map` names
+    its own module; answering "y" imports it. With False it never asks and never imports.
+
+    >>> no_remote_code({"revision": "main"})
+    {'revision': 'main', 'trust_remote_code': False}
+    >>> no_remote_code({"trust_remote_code": True})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `trust_remote_code` True is not allowed: depthlm_hf never runs code from a checkpoint; ...
+    """
+    kwargs = dict(kwargs or {})
+    if kwargs.get("trust_remote_code") not in (None, False):
+        raise ValueError(
+            f"`{argument}` {kwargs['trust_remote_code']!r} is not allowed: depthlm_hf never runs code from a "
+            "checkpoint; use a checkpoint of a model class that transformers ships."
+        )
+    kwargs["trust_remote_code"] = False
+    return kwargs

@@ -40,7 +40,7 @@ from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndC
 from depthlm_hf.models import vision_attention
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.resources import checkpoint_source, resolve_device
+from depthlm_hf.resources import checkpoint_source, no_remote_code, resolve_device
 
 
 class DepthLMPredictor(QueryPredictor):
@@ -108,9 +108,8 @@ class DepthLMPredictor(QueryPredictor):
         processor = DepthLMProcessor.from_pretrained(source, revision=revision, **backend, **settings)
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, attn_implementation=attn_implementation or "sdpa", revision=revision
-        ).to(device)
+        loading = {"dtype": dtype, "attn_implementation": attn_implementation or "sdpa", "revision": revision}
+        model = AutoModelForImageTextToText.from_pretrained(source, **no_remote_code(loading)).to(device)
         return cls(model, processor, **kwargs)
 
     @property

@@ -16,6 +16,7 @@ from depthlm_hf.inference.decoding import Generated
 from depthlm_hf.prompting import presets
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.resources import no_remote_code
 
 
 def _require_vllm():
@@ -49,7 +50,9 @@ class VLLMPredictor(QueryPredictor):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **llm_kwargs: Any) -> VLLMPredictor:
-        """A vLLM engine on the checkpoint folder (`llm_kwargs` go to `vllm.LLM`) and its processor."""
+        """A vLLM engine on the checkpoint folder (`llm_kwargs` go to `vllm.LLM`, never with `trust_remote_code`)
+        and its processor."""
+        llm_kwargs = no_remote_code(llm_kwargs)
         vllm = _require_vllm()
         llm_kwargs.setdefault("limit_mm_per_prompt", {"image": 1})
         processor = DepthLMProcessor.from_pretrained(path, **presets.checkpoint_settings(path))  # fails before vLLM

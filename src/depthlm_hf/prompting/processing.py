@@ -43,6 +43,7 @@ from depthlm_hf.prompting.query_inputs import (
     values_per_image,
 )
 from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class, video_processor_entry
+from depthlm_hf.resources import no_remote_code
 from depthlm_hf.tasks import text as answers
 
 Crop = tuple[int, int, int, int]
@@ -105,6 +106,11 @@ class VisualPromptProcessor(ProcessorMixin):
         self.preset = preset
         self._base_class = resolve_processor_class(base_processor_class)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`ProcessorMixin.from_pretrained` with `trust_remote_code=False` for the tokenizer and image processor."""
+        return super().from_pretrained(pretrained_model_name_or_path, **no_remote_code(kwargs))
 
     @classmethod
     def from_preset(cls, preset: str, image_processor, tokenizer, chat_template: str | None = None, **overrides):
