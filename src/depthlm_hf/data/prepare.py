@@ -11,6 +11,11 @@ a regular jsonl file of entries). A manifest entry that cannot be converted is s
 in the summary's `skipped` by reason: `bad_json`, `missing_field`, `unreadable_rgb`, `unreadable_depth`,
 `unreadable_mask` (missing, special, corrupt or larger than `max_pixels` files), `bad_entry` (e.g.
 intrinsics that do not match the image) and `no_valid_pixel`.
+
+A public dataset (`--dataset NAME --root ROOT [--split SPLIT]`, or `--source public`) is read by its reader
+in `depthlm_hf.data.public` (Argoverse 2, Waymo, nuScenes, ScanNet++, Matterport3D, DDAD, ETH3D, SUN RGB-D,
+NYUv2): the output gets `<NAME>_<SPLIT>.jsonl` and `rgb/<SPLIT>/<n>.png`, records named NAME, every frame of
+the split (`num_images` does not apply). A frame that cannot be read is skipped as `bad_frame`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -35,13 +40,28 @@ from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, check_regular_file,
 
 logger = logging.getLogger(__name__)
 
+Source = Literal["synthetic", "manifest", "public"]
+
 
 @dataclass
 class PrepareArguments:
     """Arguments of `depthlm prepare`."""
 
-    output_dir: str = field(metadata={"help": "Folder to write `<dataset>.jsonl` and `rgb/` into."})
-    source: str = field(default="synthetic", metadata={"help": "'synthetic' (procedural scenes) or 'manifest'."})
+    output_dir: str = field(
+        metadata={"help": "Folder to write `<dataset>.jsonl` and `rgb/` into.", "aliases": ["--output"]}
+    )
+    source: str | None = field(
+        default=None,
+        metadata={"help": "'synthetic' (procedural scenes), 'manifest' or 'public' (default: 'public' with `root`)."},
+    )
+    root: str | None = field(default=None, metadata={"help": "Public dataset: its root folder (as downloaded)."})
+    split: str | None = field(
+        default=None, metadata={"help": "Public dataset: the split to read (default: the dataset's first)."}
+    )
+    depth_decoding: str = field(
+        default="release",
+        metadata={"help": "SUN RGB-D / NYUv2 depth PNGs: 'release' (value / 10000) or 'toolbox' (bit shift, mm)."},
+    )
     manifest: str | None = field(default=None, metadata={"help": "RGB-D manifest jsonl (for `source=manifest`)."})
     preset: str = field(default="indoor", metadata={"help": "Synthetic scene preset: indoor, outdoor or ground."})
     num_images: int = field(default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."})
@@ -52,15 +72,26 @@ class PrepareArguments:
     min_depth: float = field(default=0.0, metadata={"help": "Smallest Euclidean distance kept [m]."})
     max_depth: float = field(default=float("inf"), metadata={"help": "Largest Euclidean distance kept [m]."})
     border: int = field(default=0, metadata={"help": "Keep sampled pixels this far from the image edges [px]."})
-    dataset: str | None = field(default=None, metadata={"help": "Dataset name (default: the output folder's name)."})
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Dataset name (default: the output folder's name); with `root`, the public dataset to read."},
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata={"help": "Largest RGB, depth or mask image read [px] (decompression-bomb guard); raise if trusted."},
     )
 
     def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "manifest"):
-            raise ValueError(f"`source` must be 'synthetic' or 'manifest', got {self.source!r}.")
+        if self.source is None:
+            self.source = "public" if self.root else "synthetic"
+        if self.source not in get_args(Source):
+            raise ValueError(f"`source` must be one of {', '.join(get_args(Source))}, got {self.source!r}.")
+        from depthlm_hf.data.public.frames import DepthDecoding  # the readers import this module
+
+        if self.depth_decoding not in get_args(DepthDecoding):
+            raise ValueError(
+                f"`depth_decoding` must be one of {', '.join(get_args(DepthDecoding))}, got {self.depth_decoding!r}."
+            )
         if self.depth_kind not in ("z", "euclidean"):
             raise ValueError(f"`depth_kind` must be 'z' or 'euclidean', got {self.depth_kind!r}.")
         for name in ("num_images", "num_points", "max_pixels"):
@@ -77,6 +108,18 @@ class PrepareArguments:
             raise ValueError(f"`border` must be >= 0 [px], got {self.border}.")
         if self.source == "manifest":
             check_manifest(self.manifest)
+        if self.source == "public":
+            self._check_public()
+
+    def _check_public(self) -> None:
+        from depthlm_hf.data.public import public_dataset
+
+        if not self.dataset:
+            raise ValueError("`dataset` is required with `root` (`source=public`): the public dataset to read.")
+        self.split = self.split or public_dataset(self.dataset).splits[0]
+        public_dataset(self.dataset, self.split)
+        if not self.root or not Path(self.root).is_dir():
+            raise ValueError(f"`root` must be the folder of the public dataset {self.dataset!r}, got {self.root!r}.")
 
 
 MANIFEST_KEYS = ("rgb", "depth", "intrinsics")
@@ -180,25 +223,47 @@ def _synthetic_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, An
         yield index, record, ""
 
 
+def _public_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    from depthlm_hf.data.public import ReaderOptions, frame_to_record, public_dataset
+
+    options = ReaderOptions(depth_decoding=args.depth_decoding, max_pixels=args.max_pixels)
+    sources = public_dataset(args.dataset, args.split).read(Path(args.root), args.split, options)
+    for index, (key, load) in enumerate(sources):
+        try:
+            frame = load()
+            rng = np.random.default_rng(np.random.SeedSequence([args.seed, index]))
+            record = frame_to_record(frame, args.num_points, rng)
+        # One unreadable or malformed frame (a missing file, a bad table row) is skipped and counted; the rest go on.
+        except (OSError, KeyError, IndexError, TypeError, ValueError, StopIteration) as err:
+            yield index, None, f"bad_frame: {key}: {type(err).__name__}: {str(err)[:300]}"
+            continue
+        keep = (record["depth"] >= args.min_depth) & (record["depth"] <= args.max_depth)
+        for field_name in ("pixel_coords", "depth", "z_depth"):
+            record[field_name] = record[field_name][keep]
+        yield index, record, ""
+
+
 def prepare(args: PrepareArguments) -> dict[str, Any]:
     """Write the curated dataset; returns a summary (`images`, `points`, `skipped` by reason, `jsonl`)."""
     out = Path(args.output_dir)
-    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    public = args.source == "public"
+    images = out / "rgb" / args.split if public else out / "rgb"
+    images.mkdir(parents=True, exist_ok=True)
     name = args.dataset or out.resolve().name
-    jsonl = out / f"{name}.jsonl"
-    items = _synthetic_items(args) if args.source == "synthetic" else _manifest_items(args)
+    jsonl = out / (f"{name}_{args.split}.jsonl" if public else f"{name}.jsonl")
+    items = {"synthetic": _synthetic_items, "manifest": _manifest_items, "public": _public_items}[args.source](args)
     total = args.num_images if args.source == "synthetic" else None
     summary: dict[str, Any] = {"images": 0, "points": 0, "skipped": Counter(), "jsonl": str(jsonl)}
     with open(jsonl, "w") as f:
         for index, record, error in tqdm(items, total=total, desc=f"prepare {name}", unit="img"):
             if record is None:
                 summary["skipped"][error.split(":", 1)[0]] += 1
-                logger.warning("manifest line %d skipped: %s", index, error)
+                logger.warning("%s %d skipped: %s", "frame" if public else "manifest line", index, error)
                 continue
             if len(record["depth"]) == 0:
                 summary["skipped"]["no_valid_pixel"] += 1
                 continue
-            relative = f"rgb/{index:07d}.png"
+            relative = f"{images.relative_to(out).as_posix()}/{index:07d}.png"
             image = record["image"]
             if not isinstance(image, Image.Image):
                 image = load_image(image, args.max_pixels)
