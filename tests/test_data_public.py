@@ -11,7 +11,7 @@ from PIL import Image
 
 from depthlm_hf.data import load_curated, mixture_weights
 from depthlm_hf.data.prepare import PrepareArguments
-from depthlm_hf.data.public import PUBLIC_DATASETS, PUBLIC_NAMES, public_dataset
+from depthlm_hf.data.public import PUBLIC_DATASETS, PUBLIC_NAMES, ReaderOptions, public_dataset
 from depthlm_hf.scripts import sft
 from depthlm_hf.scripts.prepare import main
 
@@ -45,6 +45,13 @@ def test_registry_names_splits_and_errors():
         public_dataset("ddad", "train")
 
 
+@pytest.mark.parametrize("name", PUBLIC_NAMES)
+def test_every_reader_refuses_a_root_without_its_layout(tmp_path, name):
+    dataset = public_dataset(name)
+    with pytest.raises(ValueError, match="`root`"):
+        next(iter(dataset.read(tmp_path, dataset.splits[0], ReaderOptions())))
+
+
 def test_prepare_a_public_dataset_end_to_end(tmp_path):
     write_nyu(tmp_path / "sun", "NYU0001")
     write_nyu(tmp_path / "sun", "NYU0002", with_depth=False)  # unreadable: skipped and counted
@@ -65,6 +72,9 @@ def test_prepare_a_public_dataset_end_to_end(tmp_path):
     assert list(load_curated(out / "nyuv2_eval.jsonl", out))[0]["z_depth"] == pytest.approx([2.0] * 5)
     main(argv)
     assert (out / "nyuv2_eval.jsonl").read_text() == first  # the same seed draws the same pixels
+    with pytest.raises(ValueError, match="`root` .* holds no SUN RGB-D scene folder"):
+        main(["--dataset", "sunrgbd", "--root", str(out / "rgb"), "--output", str(tmp_path / "nothing")])
+    assert not (tmp_path / "nothing").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ the split (`num_images` does not apply). A frame that cannot be read is skipped 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -247,11 +248,14 @@ def prepare(args: PrepareArguments) -> dict[str, Any]:
     """Write the curated dataset; returns a summary (`images`, `points`, `skipped` by reason, `jsonl`)."""
     out = Path(args.output_dir)
     public = args.source == "public"
+    items = {"synthetic": _synthetic_items, "manifest": _manifest_items, "public": _public_items}[args.source](args)
+    # A public reader that does not recognise `root` raises on its first item: before anything is written.
+    first = next(items, None)
+    items = itertools.chain([first] if first is not None else [], items)
     images = out / "rgb" / args.split if public else out / "rgb"
     images.mkdir(parents=True, exist_ok=True)
     name = args.dataset or out.resolve().name
     jsonl = out / (f"{name}_{args.split}.jsonl" if public else f"{name}.jsonl")
-    items = {"synthetic": _synthetic_items, "manifest": _manifest_items, "public": _public_items}[args.source](args)
     total = args.num_images if args.source == "synthetic" else None
     summary: dict[str, Any] = {"images": 0, "points": 0, "skipped": Counter(), "jsonl": str(jsonl)}
     with open(jsonl, "w") as f:

@@ -58,6 +58,8 @@ def _pose(pose: dict | None) -> np.ndarray:
 
 def read_ddad(root: Path, split: str, options: ReaderOptions) -> Iterator[FrameSource]:
     """Frames of DDAD `split` ("eval": the dataset's val split) under `root` (the folder with `ddad.json`)."""
+    if not (root / "ddad.json").is_file():
+        raise ValueError(f"`root` {str(root)!r} has no ddad.json (give the `ddad_train_val` folder).")
     index = _load(root / "ddad.json")
     scene_files = (_get(index, "scene_splits") or {}).get(SPLITS[split], {}).get("filenames", [])
     for scene_file in scene_files:

@@ -101,11 +101,14 @@ def nearest_point_per_pixel(points: np.ndarray, intrinsics: CameraIntrinsics) ->
     [[2, -1], [-1, 1]]
     """
     pixels, seen = project_points(points, intrinsics)
-    index = np.full((intrinsics.height, intrinsics.width), -1, dtype=np.int64)
+    index = np.full(intrinsics.height * intrinsics.width, -1, dtype=np.int64)
     candidates = np.flatnonzero(seen)
     distance = np.linalg.norm(np.asarray(points, dtype=np.float64).reshape(-1, 3)[candidates], axis=1)
-    for i in candidates[np.argsort(-distance, kind="stable")]:  # far to near: the nearest is written last
-        index[pixels[i, 1], pixels[i, 0]] = i
+    flat = pixels[candidates, 1] * intrinsics.width + pixels[candidates, 0]
+    order = np.lexsort((distance, flat))  # by pixel, nearest first
+    first = np.unique(flat[order], return_index=True)[1]
+    index[flat[order][first]] = candidates[order][first]
+    index = index.reshape(intrinsics.height, intrinsics.width)
     return index >= 0, index
 
 
@@ -231,9 +234,9 @@ def sample_map(array: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, order: L
     ya, yb = np.clip(y0, 0, height - 1), np.clip(y0 + 1, 0, height - 1)
     if array.ndim == 3:
         fx, fy = fx[..., None], fy[..., None]
-    data = array.astype(np.float64)
-    top = data[ya, xa] * (1 - fx) + data[ya, xb] * fx
-    bottom = data[yb, xa] * (1 - fx) + data[yb, xb] * fx
+    # Gather first, convert after: only the pixels read are ever held as floats.
+    top = array[ya, xa].astype(np.float64) * (1 - fx) + array[ya, xb] * fx
+    bottom = array[yb, xa].astype(np.float64) * (1 - fx) + array[yb, xb] * fx
     out = top * (1 - fy) + bottom * fy
     out[~inside] = 0
     return out
@@ -250,10 +253,10 @@ def undistort(
     """`array` (H, W[, C]) of a distorted camera resampled to the pinhole camera `target` (h, w[, C]).
 
     Each target pixel's ray `((x - cx) / fx, (y - cy) / fy)` is distorted by `distort` (normalised coordinates
-    in, normalised coordinates out) and read from `source` (`order` 0 nearest, for depth; 1 bilinear), in
-    bands of `band` rows so that large images stay in bounded memory.
+    in, normalised coordinates out) and read from `source` (`order` 0 nearest, for depth, float64; 1 bilinear,
+    for colour, float32), in bands of `band` rows so that large images stay in bounded memory.
     """
-    out = np.zeros((target.height, target.width, *array.shape[2:]), dtype=np.float64)
+    out = np.zeros((target.height, target.width, *array.shape[2:]), dtype=np.float32 if order else np.float64)
     xs = (np.arange(target.width) - target.cx) / target.fx
     for top in range(0, target.height, band):
         rows = np.arange(top, min(top + band, target.height))

@@ -16,6 +16,8 @@ max at the top row to min), then camera-frame points (Waymo's camera looks down 
 Images are undistorted (Brown-Conrady k1, k2, p1, p2, k3) to the pinhole camera of the same focal lengths
 with the principal point at `(W / 2, H / 2)`, then downscaled to fx = 1000 px, as the release does; the
 points are projected with that pinhole camera. Splits: `train` (`training/`) and `val` (`validation/`).
+Not used: the per-pixel vehicle poses of the top lidar (`lidar_pose`, rolling-shutter compensation, a few
+centimetres) and the `lidar_camera_projection` table (the points are projected with the camera model instead).
 """
 
 from __future__ import annotations
