@@ -43,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"depthlm_hf.scripts.{command}")
     try:
         result = module.main(rest)
-    except (ValueError, TypeError) as err:
-        # Bad arguments and bad data raise ValueError/TypeError naming the argument: the message is the
-        # whole answer, a traceback would bury it. DEPTHLM_TRACEBACK=1 shows it for debugging.
+    except (ValueError, TypeError, OSError) as err:
+        # Bad arguments and bad data raise ValueError/TypeError naming the argument, and a file that cannot be
+        # read or written an OSError naming it (a full disk, a read-only folder): the message is the whole
+        # answer, a traceback would bury it. DEPTHLM_TRACEBACK=1 shows it for debugging.
         if os.environ.get("DEPTHLM_TRACEBACK"):
             raise
-        print(f"depthlm {command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"depthlm {command}: error: {message}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,41 @@ def no_remote_code(kwargs: Mapping[str, Any] | None = None, argument: str = "tru
         )
     kwargs["trust_remote_code"] = False
     return kwargs
+
+
+def check_output_dir(
+    path: str | os.PathLike, argument: str = "output_dir", inputs: Mapping[str, str | os.PathLike | None] | None = None
+) -> Path:
+    """`path` as a `Path` when a run can write its outputs there, checked before any model is loaded; else a
+    ValueError naming `argument` and the path.
+
+    The folder must exist, or its nearest existing parent must be a folder (it is created when the run writes);
+    a temporary file is created and removed there to prove it writable (a read-only mount refuses it even to
+    root). It must not be any of `inputs` ({argument name: path}) nor lie inside one of those that are folders.
+
+    >>> check_output_dir("/dev/null/out")
+    Traceback (most recent call last):
+    ...
+    ValueError: `output_dir` '/dev/null/out' cannot be a folder: '/dev/null' is a file in the way.
+    """
+    folder = Path(path).expanduser()
+    resolved = folder.resolve()
+    for name, value in (inputs or {}).items():
+        source = None if value is None else Path(value).expanduser().resolve()
+        if source is not None and (resolved == source or (source.is_dir() and source in resolved.parents)):
+            raise ValueError(
+                f"`{argument}` {str(path)!r} is or lies inside `{name}` {str(value)!r}: write the outputs elsewhere."
+            )
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"`{argument}` {str(path)!r} cannot be a folder: {str(existing)!r} is a file in the way.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"`{argument}` {str(path)!r} is not writable: {err.strerror or err} in {str(existing)!r}."
+        ) from None
+    return folder

@@ -16,6 +16,7 @@ folders of an evaluation and the sources of a mixture.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 from depthlm_hf.data.curated import CuratedDataset, load_curated
 
 _KEYS = ("name", "jsonl", "image_root", "weight")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+"""A dataset name: it names an output folder (`OUTPUT_DIR/NAME/TASK`), so it is one plain path component."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,14 @@ def parse_dataset_spec(entry: str | Mapping[str, Any], argument: str = "dataset"
     weight = fields.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
         raise ValueError(f"`{argument}` weights must be numbers >= 0, got {weight!r} in {entry!r}.")
+    name = fields.get("name") or Path(jsonl).stem
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        raise ValueError(
+            f"`{argument}` names must be 1-100 letters, digits, '_', '.', '+' or '-', not starting with '.' or '-' "
+            f"(they name output folders: no path separators, '..' or absolute paths); got {name!r} in {entry!r}."
+        )
     return DatasetSpec(
-        name=str(fields.get("name") or Path(jsonl).stem),
+        name=name,
         jsonl=jsonl,
         image_root=str(fields.get("image_root") or Path(jsonl).parent),
         weight=float(weight),

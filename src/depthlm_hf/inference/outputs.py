@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from PIL import Image, ImageDraw
 from depthlm_hf.geometry import CameraIntrinsics, focal_from_35mm, intrinsics_from_fov
 from depthlm_hf.inference.decoding import DepthPrediction
 from depthlm_hf.inference.pointcloud import PointCloud
+from depthlm_hf.inference.runstate import atomic_output
 
 EXIF_IFD = 0x8769
 FOCAL_35MM_TAG = 41989
@@ -145,16 +147,22 @@ def write_outputs(
     unit: str = "m",
 ) -> dict[str, Path]:
     """Write `predictions.json` (`info` + `points`, + the `grid` of a cloud), `preview.png`, and for a cloud
-    `point_cloud.ply` and `depth.png`; returns the written paths by name."""
+    `point_cloud.ply` and `depth.png`; returns the written paths by name.
+
+    All or nothing: every file is written to a temporary file beside it first (`atomic_output`), and they
+    replace the outputs only when all were written; a full disk leaves the folder as it was and raises
+    `OutputError` naming the file."""
     folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": folder / "predictions.json", "preview": folder / "preview.png"}
     payload = {**info, "points": entries}
     if cloud is not None:
         paths["point_cloud"], paths["depth"] = folder / "point_cloud.ply", folder / "depth.png"
-        written = cloud.save_ply(paths["point_cloud"])
-        colorize_depth(cloud.depth_map("z")).save(paths["depth"])
-        payload["grid"] = {"shape": list(cloud.grid_shape), "ply_points": written}
-    paths["predictions"].write_text(json.dumps(payload, indent=2) + "\n")
-    preview_image(image, entries, unit).save(paths["preview"])
+    with ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_output(path)) for name, path in paths.items()}
+        if cloud is not None:
+            written = cloud.save_ply(tmp["point_cloud"])
+            colorize_depth(cloud.depth_map("z")).save(tmp["depth"], format="PNG")
+            payload["grid"] = {"shape": list(cloud.grid_shape), "ply_points": written}
+        tmp["predictions"].write_text(json.dumps(payload, indent=2) + "\n")
+        preview_image(image, entries, unit).save(tmp["preview"], format="PNG")
     return paths

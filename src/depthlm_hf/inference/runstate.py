@@ -5,7 +5,8 @@ record of the run's settings that a rerun must match, and writes that a kill can
   modification time of every weights file (not a hash of gigabytes), so replaced weights at the same path count as
   another model.
 - `check_run_info(path, info, overwrite)`: refuse to resume when the saved run info differs (naming the keys).
-- `atomic_output(path)`: write to a temporary file beside `path`, then `os.replace` it into place.
+- `atomic_output(path)`: write to a temporary file beside `path`, then `os.replace` it into place; a failure
+  leaves `path` as it was and raises `OutputError` naming it.
 """
 
 from __future__ import annotations
@@ -88,16 +89,39 @@ def check_run_info(path: str | os.PathLike, info: Mapping[str, Any], overwrite: 
         )
 
 
+class OutputError(OSError):
+    """An output file could not be written (full disk, read-only folder); the message names the file."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; it replaces `path` only when the block succeeds."""
+    """A temporary path beside `path` to write to; it replaces `path` only when the block succeeds.
+
+    The file gets the mode any new file gets (0o666 less the umask; `mkstemp` alone makes it 0o600, unreadable
+    to a shared results folder's group). On any error the temporary file is removed and `path` is left as it
+    was; an `OSError` (full disk, read-only folder) names `path`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(name, 0o666 & ~_umask())
+    except OSError as err:
+        raise OutputError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     try:
         yield Path(name)
         os.replace(name, path)
+    except OutputError:
+        raise  # named by the atomic output it came from (several can be open at once)
+    except OSError as err:
+        raise OutputError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     finally:
         if os.path.exists(name):
             os.unlink(name)

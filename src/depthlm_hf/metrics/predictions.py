@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from depthlm_hf.inference.ranks import Ranks
-from depthlm_hf.inference.runstate import write_atomic
+from depthlm_hf.inference.runstate import OutputError, write_atomic
 
 MERGED = "predictions.jsonl"
 PATTERN = "predictions*.jsonl"
@@ -92,9 +92,17 @@ def append_rows(folder: str | os.PathLike, ranks: Ranks) -> Iterator[IO[str]]:
 
 
 def write_rows(f: IO[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Append `rows` as JSON lines and flush them to the operating system."""
-    f.write("".join(json.dumps(row) + "\n" for row in rows))
-    f.flush()
+    """Append `rows` as JSON lines and flush them to the operating system.
+
+    When the write fails (a full disk) the rows written in part are cut off again, so the file holds only
+    whole rows, and the `OutputError` names the file."""
+    start = os.fstat(f.fileno()).st_size
+    try:
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
+        f.flush()
+    except OSError as err:
+        os.truncate(f.fileno(), start)
+        raise OutputError(err.errno, f"cannot write {f.name}: {err.strerror or err}") from err
 
 
 def merge_predictions(folder: str | os.PathLike, ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from depthlm_hf.inference.runstate import atomic_output
 from depthlm_hf.metrics.functional import COUNT_NAMES, METRIC_NAMES, RATE_NAMES
 
 LOWER_IS_BETTER = {
@@ -94,10 +95,10 @@ def _scalar(value: Any) -> bool:
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write `rows` (dicts with the same keys) as CSV."""
+    """Write `rows` (dicts with the same keys) as CSV (atomically: `atomic_output`)."""
     if not rows:
         return
-    with open(path, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -121,7 +122,8 @@ def plot_metric_bars(
     ax.set_ylabel(metric)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -156,5 +158,6 @@ def plot_predicted_vs_true(
     ax.set_ylabel(f"predicted [{unit}]")
     ax.set_title(f"{title}\n{int(ok.sum())} valid of {len(pred)}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -55,7 +55,7 @@ from depthlm_hf.metrics.report import (
 from depthlm_hf.prompting.markers import MarkerStyle
 from depthlm_hf.prompting.presets import PRESETS
 from depthlm_hf.prompting.query_inputs import focal_transform, markable_points, point_array
-from depthlm_hf.resources import check_model_source, resolve_device
+from depthlm_hf.resources import check_model_source, check_output_dir, resolve_device
 from depthlm_hf.tasks import text as answers
 
 
@@ -125,8 +125,13 @@ class EvalArguments:
             raise ValueError(f"`seed` must be an integer >= 0 (it seeds numpy's SeedSequence), got {self.seed}.")
         resolve_device(self.device)
         check_limit(self.max_skipped_fraction)
-        if not self.model.startswith("constant:"):
+        if self.model.startswith("constant:"):
+            constant_value(self.model)
+        else:
             check_model_source(self.model, "model")
+        model = None if self.model.startswith("constant:") else self.model
+        inputs = {"model": model, **{f"data {spec.name!r}": spec.jsonl for spec in self.data_specs()}}
+        check_output_dir(self.output_dir, "output_dir", inputs)
 
     def data_specs(self) -> list[DatasetSpec]:
         """The `data` entries parsed (unique names)."""
@@ -159,17 +164,32 @@ class _Geometry:
         return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal)
 
 
+def constant_value(model: str) -> float:
+    """The answer of the constant baseline `constant:VALUE`: a finite number > 0 [m], else a ValueError.
+
+    >>> constant_value("constant:2.5")
+    2.5
+    >>> constant_value("constant:nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: `model` constant must be a finite number > 0, e.g. 'constant:2.0', got 'constant:nan'.
+    """
+    try:
+        value = float(model.split(":", 1)[1])
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`model` constant must be a finite number > 0, e.g. 'constant:2.0', got {model!r}.")
+    return value
+
+
 def load_model(args: EvalArguments, device: str | None = None):
     """A `ConstantModel` for `constant:VALUE`, else a `DepthLMPredictor` from the checkpoint folder.
 
     `device` (e.g. this rank's GPU) overrides `args.device`.
     """
     if args.model.startswith("constant:"):
-        try:
-            value = float(args.model.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"`model` constant must be a number, e.g. 'constant:2.0', got {args.model!r}.") from None
-        return ConstantModel(value, args.preset or "paper")
+        return ConstantModel(constant_value(args.model), args.preset or "paper")
     from depthlm_hf.inference.predictor import DepthLMPredictor
 
     return DepthLMPredictor.from_pretrained(

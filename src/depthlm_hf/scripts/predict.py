@@ -23,6 +23,7 @@ from depthlm_hf.inference.outputs import camera_for, prediction_entries, write_o
 from depthlm_hf.inference.pointcloud import point_cloud
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.prompting.imaging import load_image
+from depthlm_hf.resources import check_output_dir
 from depthlm_hf.tasks import text as answers
 
 
@@ -57,6 +58,8 @@ class PredictArguments:
             )
         if self.intrinsics is not None and len(self.intrinsics) not in (4, 6):
             raise ValueError(f"`intrinsics` must be FX FY CX CY [W H], got {self.intrinsics!r}.")
+        self.point_array()
+        check_output_dir(self.output_dir, "output_dir", {"image": self.image, "model": self.model})
 
     def point_array(self) -> np.ndarray:
         """`points` as an (N, 2) float array [px]."""

@@ -22,6 +22,7 @@ from depthlm_hf.data.sources import parse_dataset_spec
 from depthlm_hf.inference.dense_batch import run_dense
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.inference.ranks import launched_ranks
+from depthlm_hf.resources import check_output_dir
 
 
 @dataclass
@@ -38,7 +39,8 @@ class PredictDatasetArguments:
     overwrite: bool = field(default=False, metadata={"help": "Predict again images finished by another run."})
 
     def __post_init__(self) -> None:
-        parse_dataset_spec(self.data, "data")
+        spec = parse_dataset_spec(self.data, "data")
+        check_output_dir(self.output_dir, "output_dir", {"model": self.model, "data": spec.jsonl})
         if isinstance(self.num_points, bool) or self.num_points < 1:
             raise ValueError(f"`num_points` must be a positive integer, got {self.num_points!r}.")
         if self.batch_size < 1:

@@ -15,6 +15,7 @@ from trl import GRPOConfig, SFTConfig
 from depthlm_hf.data.skips import DEFAULT_MAX_SKIPPED_FRACTION, check_limit
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.data.synthetic.scenes import get_config as scene_config
+from depthlm_hf.resources import check_output_dir, no_remote_code
 from depthlm_hf.tasks.text import TASKS
 
 GRPO_SYSTEM_PROMPT = (
@@ -223,6 +224,9 @@ def check_trainer_arguments(args: Any) -> None:
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(args, name)}.")
+    no_remote_code({"trust_remote_code": args.trust_remote_code})
+    if args.output_dir is not None:
+        check_output_dir(args.output_dir)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from depthlm_hf.data.skips import check_skipped_fraction, describe, scan_source, skip_counts, skip_summary
+from depthlm_hf.inference.runstate import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class DataSkipReport(TrainerCallback):
             _announce(f"data at end: {describe(name, summary, 'records drawn')}", summary)
         if state.is_world_process_zero and self.output_dir:
             Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(self.output_dir) / "data_skips.json").write_text(json.dumps(report, indent=2))
+            write_atomic(Path(self.output_dir) / "data_skips.json", json.dumps(report, indent=2))
         self.check()
 
 
