@@ -1,7 +1,7 @@
 """ScanNet++ (iPhone): every 10th frame of every scene; train is the first 98% of the frames, eval the rest.
 
 Reads the layout that the ScanNet++ toolkit's `iphone/prepare_iphone_data.py` writes from the release's
-`rgb.mkv`, `rgb_mask.mkv` and `depth.bin` (the release's curation runs that same extraction first):
+`rgb.mp4`, `rgb_mask.mkv` and `depth.bin` (the release's curation runs that same extraction first):
 
     <root>/data/<scene>/iphone/rgb/frame_XXXXXX.jpg         RGB (1920x1440 native; the release extracts 1280x960)
     <root>/data/<scene>/iphone/rgb_masks/frame_XXXXXX.png   anonymisation mask, 0 = masked (optional)
@@ -12,7 +12,8 @@ Rules of the release's `curate_scannet.py` and `utils/datasets.py`: every 10th f
 and frames in sorted order (the release lists them in file-system order); labelled pixels are unmasked;
 each reads the depth pixel `floor(y * 192 / H), floor(x * 256 / W)` (the release's nearest lookup); the
 release writes one jsonl and trains on its first 98% of lines and evaluates on the last 2%: `train` and
-`eval` here are those two parts of the frame list. Intrinsics come from `pose_intrinsic_imu.json` (given for
+`eval` here are those two parts of the frame list (the release's evaluation then shuffles its 2% with
+`random.seed(42)` before drawing samples, a step of its evaluation code that `depthlm eval` does not copy). Intrinsics come from `pose_intrinsic_imu.json` (given for
 1920x1440, scaled to the image), where the release hard-codes 1427.4375 px and (959.5, 719.5). Labels are
 `z * |ray|`: the release's formula drops the factor z from the ray's x and y (a bug) and keeps depth 0.
 """
