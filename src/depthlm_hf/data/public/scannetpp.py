@@ -13,9 +13,10 @@ and frames in sorted order (the release lists them in file-system order); labell
 each reads the depth pixel `floor(y * 192 / H), floor(x * 256 / W)` (the release's nearest lookup); the
 release writes one jsonl and trains on its first 98% of lines and evaluates on the last 2%: `train` and
 `eval` here are those two parts of the frame list (the release's evaluation then shuffles its 2% with
-`random.seed(42)` before drawing samples, a step of its evaluation code that `depthlm eval` does not copy). Intrinsics come from `pose_intrinsic_imu.json` (given for
-1920x1440, scaled to the image), where the release hard-codes 1427.4375 px and (959.5, 719.5). Labels are
-`z * |ray|`: the release's formula drops the factor z from the ray's x and y (a bug) and keeps depth 0.
+`random.seed(42)` before drawing samples, a step of its evaluation code that `depthlm eval` does not copy).
+Intrinsics come from `pose_intrinsic_imu.json` (given for 1920x1440, scaled to the image), where the release
+hard-codes 1427.4375 px and (959.5, 719.5). Labels are `z * |ray|`: the release's formula drops the factor z
+from the ray's x and y (a bug) and keeps depth 0.
 """
 
 from __future__ import annotations
