@@ -16,32 +16,14 @@ from PIL import Image
 from depthlm_hf.inference.decoding import TokenClasses
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.tasks import text as answers
+from depthlm_hf.testing import PIXTRAL_TEMPLATES, write_release_files
+from depthlm_hf.training.trainers import AnswerOnlyCollator
 
 pytestmark = pytest.mark.slow
 
 IBIMS = [559.62, 558.14, 361.87, 241.99, 640, 480]
 
-_HEAD = (
-    '{%- if messages[0]["role"] == "system" %}{%- set system_message = messages[0]["content"] %}'
-    "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"
-    "{{- bos_token }}{%- for message in loop_messages %}"
-    '{%- if message["role"] == "user" %}{%- if loop.last and system_message is defined %}'
-    '{{- "[INST]" + system_message + "\\n\\n" }}{%- else %}{{- "[INST]" }}{%- endif %}'
-)
-ORIGINAL_TEMPLATE = (
-    _HEAD + '{%- if message["content"] is not string %}{%- for chunk in message["content"] %}'
-    '{%- if chunk["type"] == "text" %}{{- chunk["content"] }}{%- elif chunk["type"] == "image" %}{{- "[IMG]" }}'
-    '{%- endif %}{%- endfor %}{%- else %}{{- message["content"] }}{%- endif %}{{- "[/INST]" }}'
-    '{%- elif message["role"] == "assistant" %}{{- message["content"] + eos_token }}{%- endif %}{%- endfor %}'
-)
-CONVERTED_TEMPLATE = (
-    _HEAD + '{%- endif %}{%- if message["content"] is not string %}{%- for chunk in message["content"] %}'
-    '{%- if chunk["type"] == "text" %}{%- if "content" in chunk %}{{- chunk["content"] }}'
-    '{%- elif "text" in chunk %}{{- chunk["text"] }}{%- endif %}{%- elif chunk["type"] == "image" %}'
-    '{{- "[IMG]" }}{%- endif %}{%- endfor %}{%- else %}{{- message["content"] }}{%- endif %}'
-    '{%- if message["role"] == "user" %}{{- "[/INST]" }}{%- elif message["role"] == "assistant" %}'
-    "{{- eos_token }}{%- endif %}{%- endfor %}"
-)
+ORIGINAL_TEMPLATE, CONVERTED_TEMPLATE = PIXTRAL_TEMPLATES["original"], PIXTRAL_TEMPLATES["converted"]
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +125,63 @@ def test_stock_pixtral_processor_with_the_real_tokenizer(tekken):
     ids = batch["input_ids"][0]
     assert (ids == 10).sum().item() == 40 * 53 and (ids == 12).sum().item() == 39 and (ids == 13).sum().item() == 1
     assert torch.is_tensor(batch["pixel_values"])
+
+
+RELEASE_SYSTEM = "You are a helpful assistant."
+
+
+def _release_rule_count(tekken, template: str, value: float = 3.14) -> int:
+    """Tokens the release's `collate_fn_pixtral` labels in its own conversation, text only: every token but padding
+    and `[IMG]` (its system turn, which the template drops, its user turn with the question under `text`)."""
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": RELEASE_SYSTEM}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": answers.OFFICIAL_QUESTION}]},
+        {"role": "assistant", "content": answers.OFFICIAL_ANSWER.format(value=f"{value:.2f}")},
+    ]
+    text = tekken.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
+    ids = tekken.encode(text, add_special_tokens=False)
+    return sum(1 for token in ids if token not in (tekken.pad_token_id, tekken.convert_tokens_to_ids("[IMG]")))
+
+
+def test_loss_mask_counts_equal_the_release_rule_on_the_real_vocabulary(processor, tekken):
+    """official_pixtral rows, one iBims-1 query: 33 answer tokens (the paper's loss); under `all_but_image` 87, the
+    release's count under the converted template (under the original one the release's own rows lose the question,
+    whose item has no `content` key: 36)."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 200, (480, 640, 3), dtype=np.uint8))
+    row = processor.training_row(image, IBIMS, [[519, 129]], 3.14)
+    answer_only = AnswerOnlyCollator(processor=processor)([dict(row)])
+    assert (answer_only["labels"] != -100).sum().item() == 33
+    release = AnswerOnlyCollator(processor=processor, loss_on="all_but_image")([dict(row)])
+    ids, labels = release["input_ids"][0], release["labels"][0]
+    row_tokens = sum((ids == tekken.convert_tokens_to_ids(t)).sum().item() for t in ("[IMG_BREAK]", "[IMG_END]"))
+    assert row_tokens == 0  # the LlavaProcessor stand-in writes no row tokens (PixtralProcessor: below)
+    assert (
+        _release_rule_count(tekken, CONVERTED_TEMPLATE) == 87 and _release_rule_count(tekken, ORIGINAL_TEMPLATE) == 36
+    )
+    assert (labels != -100).sum().item() == 87 + row_tokens and (ids == 10).sum().item() == 40 * 53
+    assert tekken.decode(labels[labels != -100]).startswith("<s>[INST]" + answers.OFFICIAL_QUESTION + "[/INST]")
+
+
+def test_release_rule_with_the_stock_pixtral_processor(tekken):
+    """Where torchvision exists: with `PixtralProcessor` the labels also cover the image row tokens (the release)."""
+    pytest.importorskip("torchvision")
+    from transformers import PixtralImageProcessor
+
+    processor = DepthLMProcessor.from_preset(
+        "official_pixtral", PixtralImageProcessor(patch_size=16, size={"longest_edge": 1024}), tekken
+    )
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 200, (480, 640, 3), dtype=np.uint8))
+    row = processor.training_row(image, IBIMS, [[519, 129]], 3.14)
+    batch = AnswerOnlyCollator(processor=processor, loss_on="all_but_image")([dict(row)])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    assert (ids == 12).sum().item() + (ids == 13).sum().item() == 40  # 39 [IMG_BREAK] and one [IMG_END]
+    assert (labels != -100).sum().item() == 87 + 40
+
+
+def test_a_saved_real_tokenizer_with_the_release_files_is_recognised(tekken, tmp_path):
+    """The release's files with Pixtral-12B's real tekken tokenizer saved by transformers: detected by content."""
+    from depthlm_hf.prompting.presets import checkpoint_preset, release_mismatches
+
+    folder = write_release_files(tmp_path / "DepthLM")
+    tekken.save_pretrained(folder)  # the real tokenizer.json replaces the shape-only one
+    assert release_mismatches(folder) == [] and checkpoint_preset(folder, {}) == "official_pixtral"

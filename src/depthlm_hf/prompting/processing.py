@@ -42,7 +42,12 @@ from depthlm_hf.prompting.query_inputs import (
     query_pixels,
     values_per_image,
 )
-from depthlm_hf.prompting.wrapped import DepthLMProcessorKwargs, resolve_processor_class, video_processor_entry
+from depthlm_hf.prompting.wrapped import (
+    DepthLMProcessorKwargs,
+    TemplateCompatibleMixin,
+    resolve_processor_class,
+    video_processor_entry,
+)
 from depthlm_hf.resources import no_remote_code
 from depthlm_hf.tasks import text as answers
 
@@ -50,7 +55,7 @@ Crop = tuple[int, int, int, int]
 """A crop window `(left, top, width, height)` [px] in the focal-unified image."""
 
 
-class VisualPromptProcessor(ProcessorMixin):
+class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
     """Visual prompting around a VLM processor: focal unification, crop, markers, chat messages.
 
     Args:
@@ -288,13 +293,11 @@ class VisualPromptProcessor(ProcessorMixin):
             kwargs = {**keep_scale(self, images), **kwargs}  # unified training rows keep their scale
             return self.base_processor(images=images, text=text, **kwargs)
         if text is not None:
-            raise ValueError(
-                "Pass either `text` (plain VLM call) or `intrinsics` and `points` (visual prompts), not both."
-            )
+            raise ValueError("Pass either `text` (a plain VLM call) or `intrinsics` and `points`, not both.")
         if not isinstance(question, str) or not question:
             raise ValueError(f"`question` must be a non-empty string for visual-prompt queries, got {question!r}.")
         base = self.base_processor
-        prompt = base.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
+        prompt = self.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
         query_images = self.query_images(images, intrinsics, points, points_per_query)
         kwargs = {**keep_scale(self, query_images), **kwargs}
         merged = self._merge_kwargs(DepthLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)

@@ -99,3 +99,43 @@ def resolve_processor_class(name: str) -> type:
         cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
     return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
+
+
+def text_turns_as_strings(conversation: list) -> list:
+    """`conversation` (one list of messages, or a batch of them) with the content of every system and assistant
+    turn made only of text items joined into one string; user turns (which hold the images) stay as they are.
+
+    Some chat templates concatenate those turns to strings: both Pixtral templates render a system turn as
+    `"[INST]" + system_message`, and the original one an assistant turn as `message["content"] + eos_token`.
+
+    >>> text_turns_as_strings([{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}])
+    [{'role': 'system', 'content': 'Be brief.'}]
+    """
+    if conversation and isinstance(conversation[0], list):
+        return [text_turns_as_strings(messages) for messages in conversation]
+    out = []
+    for message in conversation:
+        content = message.get("content")
+        if message.get("role") in ("system", "assistant") and isinstance(content, list):
+            if all(isinstance(item, dict) and item.get("type") == "text" for item in content):
+                message = {**message, "content": "".join(item.get("text", item.get("content", "")) for item in content)}
+        out.append(message)
+    return out
+
+
+class TemplateCompatibleMixin:
+    """`apply_chat_template` that also renders under templates that need string system and assistant turns.
+
+    A conversation is rendered as given; when the template fails on it with a `TypeError` (a list concatenated to
+    a string, as both Pixtral templates do with a system turn and the original one with an assistant turn), it is
+    rendered again with those turns as strings (`text_turns_as_strings`). Templates that take lists are untouched.
+    """
+
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        try:
+            return super().apply_chat_template(conversation, chat_template, **kwargs)  # type: ignore[misc]
+        except TypeError:
+            strings = text_turns_as_strings(conversation)
+            if strings == conversation:
+                raise
+            return super().apply_chat_template(strings, chat_template, **kwargs)  # type: ignore[misc]

@@ -5,7 +5,8 @@
         -m depthlm_hf.scripts.sft --config recipes/qwen2_5_vl_3b/sft/config_paper.yaml
 
 Plain TRL `SFTTrainer` on prompt/completion rows: the loss covers the answer tokens and the end-of-turn
-token only (`depthlm_hf.training.trainers.AnswerOnlyCollator`). The output folder holds the model (or the
+token only (`depthlm_hf.training.trainers.AnswerOnlyCollator`), or, with `--loss_on all_but_image`, every token
+but padding and image tokens as the official release trains. The output folder holds the model (or the
 LoRA adapter), the `DepthLMProcessor` settings and a model card; `--push_to_hub` uploads it. The pieces
 live in `depthlm_hf.training.setup`; this module reads top to bottom.
 """
@@ -54,7 +55,14 @@ def train(
     train_dataset, eval_dataset = build_datasets(script_args, processor, training_args, kind="sft", report=report)
     model = set_vision_attention(load_model(model_args, training_args), script_args)
 
-    collator = AnswerOnlyCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
+    if training_args.training_pixels == "release":  # the release fed 0-255 pixel values and saved the processor so
+        processor.image_processor.do_rescale = False
+    collator = AnswerOnlyCollator(
+        processor=processor,
+        max_length=training_args.max_length,
+        loss_on=training_args.loss_on,
+        training_pixels=training_args.training_pixels,
+    )
     trainer = DepthLMSFTTrainer(
         model=model,
         args=training_args,

@@ -8,7 +8,7 @@ Each dataclass field is a command-line flag (`--unified_focal_length 750`) and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from trl import GRPOConfig, SFTConfig
 
@@ -24,6 +24,17 @@ GRPO_SYSTEM_PROMPT = (
     "</answer> tags, for example: <think> reasoning here </think><answer> 3.25 </answer>"
 )
 """System prompt of GRPO training: reason in `<think>`, answer in `<answer>` (parsed by `parse_answer`)."""
+
+LossOn = Literal["answer", "all_but_image"]
+LOSS_ON: tuple[str, ...] = get_args(LossOn)
+"""Tokens that carry the SFT loss: "answer", the paper's (the answer and the end of turn); "all_but_image", the
+official release's `train.py` (every token of the conversation but padding and the image token `[IMG]`)."""
+
+TrainingPixels = Literal["unified", "release"]
+TRAINING_PIXELS: tuple[str, ...] = get_args(TrainingPixels)
+"""Pixels of an SFT image: "unified", the marked image at the unified focal length; "release", the official
+release's Pixtral training (the marked image resized by PIL's bicubic to the nearest multiples of 28 px, and the
+image processor saved with `do_rescale` off; see `depthlm_hf.training.trainers.release_training_size`)."""
 
 
 def _check_range(name: str, values: list[int] | None) -> None:
@@ -232,10 +243,25 @@ def check_trainer_arguments(args: Any) -> None:
 @dataclass
 class DepthLMSFTConfig(SFTConfig):
     """`trl.SFTConfig` with DepthLM's defaults: loss on the answer only, no truncation (a truncated sequence
-    would cut image tokens), cosine schedule with 10% warmup, as in the paper. Nothing else is added."""
+    would cut image tokens), cosine schedule with 10% warmup, as in the paper; plus the official release's
+    objective and training pixels as options (`loss_on`, `training_pixels`)."""
 
     completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on the answer tokens (and end of turn) only."}
+        default=True, metadata={"help": "Loss on the answer tokens (and end of turn) only (set from `loss_on`)."}
+    )
+    loss_on: LossOn = field(
+        default="answer",
+        metadata={
+            "help": "Tokens that carry the loss: 'answer' (the paper: the answer and end of turn) or 'all_but_image' "
+            "(the official release's train.py: every token but padding and the image token)."
+        },
+    )
+    training_pixels: TrainingPixels = field(
+        default="unified",
+        metadata={
+            "help": "Training image pixels: 'unified' (the marked image at f*) or 'release' (the official release's "
+            "Pixtral training: resized to multiples of 28 px, bicubic, and `do_rescale` off in the saved processor)."
+        },
     )
     max_length: int | None = field(
         default=None,
@@ -249,6 +275,10 @@ class DepthLMSFTConfig(SFTConfig):
 
     def __post_init__(self) -> None:
         check_trainer_arguments(self)
+        for name, allowed in (("loss_on", LOSS_ON), ("training_pixels", TRAINING_PIXELS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
+        self.completion_only_loss = self.loss_on == "answer"
         super().__post_init__()
 
 

@@ -3,11 +3,13 @@ checkpoint resume and the DepthLM model card, and TRL's VLM collator with labels
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from transformers import PreTrainedModel
 from trl import GRPOTrainer, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
@@ -15,6 +17,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.metrics.functional import depth_metrics
 from depthlm_hf.prompting.processing import DepthLMProcessor
+from depthlm_hf.training.configs import LOSS_ON, TRAINING_PIXELS, LossOn, TrainingPixels
 from depthlm_hf.training.modelcard import ModelCardMixin
 
 
@@ -110,6 +113,38 @@ class DepthLMSFTTrainer(CheckpointResumeMixin, ModelCardMixin, GeneratedMetricsM
         return super()._get_train_sampler(train_dataset)
 
 
+RELEASE_PIXEL_FACTOR = 28
+RELEASE_PIXEL_LIMITS = (4 * 28 * 28, 16384 * 28 * 28)
+"""The release's Pixtral training resize (`qwen_vl_utils.smart_resize` defaults): sides rounded to multiples of
+28 px, area kept within [min, max] pixels."""
+
+
+def release_training_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) [px] the official release's training resized a `width` x `height` image to: each side
+    rounded to the nearest multiple of 28 px (Python's `round`), scaled down (floored) above 16,384 x 28^2 pixels
+    or up (ceiled) below 4 x 28^2, as `qwen_vl_utils.fetch_image` does with its defaults.
+
+    >>> release_training_size(857, 643)  # iBims-1 at f* = 750 px: fx becomes 759.6, fy 749.2
+    (868, 644)
+    """
+    factor, (low, high) = RELEASE_PIXEL_FACTOR, RELEASE_PIXEL_LIMITS
+    w, h = max(factor, round(width / factor) * factor), max(factor, round(height / factor) * factor)
+    if w * h > high:
+        beta = math.sqrt(width * height / high)
+        w, h = math.floor(width / beta / factor) * factor, math.floor(height / beta / factor) * factor
+    elif w * h < low:
+        beta = math.sqrt(low / (width * height))
+        w, h = math.ceil(width * beta / factor) * factor, math.ceil(height * beta / factor) * factor
+    return w, h
+
+
+def release_training_image(image: Image.Image) -> Image.Image:
+    """`image` as the official release's training fed it: resized to `release_training_size` with PIL's default
+    (bicubic) filter, so the 1 px marker is resampled and the focal length scales by the new size / the old."""
+    size = release_training_size(*image.size)
+    return image if size == image.size else image.convert("RGB").resize(size)
+
+
 @dataclass
 class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
     """TRL's VLM collator for prompt/completion rows, with labels that stop at the end-of-turn token.
@@ -117,11 +152,25 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
     TRL labels the completion as the chat template renders it, which for Qwen templates ends with a
     newline after `<|im_end|>`; here nothing after the first end-of-turn token carries a label, so the
     loss covers exactly the answer and the end-of-turn token. Image and padding tokens never carry one.
+
+    `loss_on="all_but_image"` is the official release's objective instead: every token of the conversation up
+    to the end of turn (special tokens, question and answer) except padding and the image token.
+    `training_pixels="release"` resizes each image as the release's Pixtral training did (`release_training_image`).
     """
 
     end_of_turn_token: str | None = None
+    loss_on: LossOn = "answer"
+    training_pixels: TrainingPixels = "unified"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("loss_on", LOSS_ON), ("training_pixels", TRAINING_PIXELS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
+        self.completion_only_loss = self.loss_on == "answer"
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.training_pixels == "release":
+            examples = [{**row, "images": [release_training_image(i) for i in row["images"]]} for row in examples]
         batch = super().torch_call(examples)
         tokenizer = self.processor.tokenizer
         eot = tokenizer.convert_tokens_to_ids(self.end_of_turn_token or tokenizer.eos_token)
@@ -129,6 +178,9 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
         is_eot = labels == eot
         after_eot = (is_eot.long().cumsum(dim=1) - is_eot.long()) > 0
         labels[after_eot] = -100
+        if self.loss_on == "all_but_image":
+            base = getattr(self.processor, "base_processor", self.processor)
+            labels[batch["input_ids"] == tokenizer.convert_tokens_to_ids(base.image_token)] = -100
         return batch
 
 
