@@ -19,6 +19,7 @@ time) and projected with the pinhole model. Images whose fx exceeds 1000 px are 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ MAX_FOCAL = 1000.0
 MAX_LIDAR_OFFSET_NS = 50_000_000
 
 
+@lru_cache(maxsize=8)  # a log's calibration and poses are read once per image otherwise
 def _feather(path: Path) -> dict[str, np.ndarray]:
     from pyarrow import feather
 

@@ -43,13 +43,23 @@ WAYMO_TO_OPENCV = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]
 """Waymo camera axes (x forward, y left, z up) to OpenCV's (x right, y down, z forward)."""
 
 
-def _read(folder: Path, component: str, context: str) -> list[dict]:
+TIMESTAMP, CAMERA_NAME, LASER_NAME = "key.frame_timestamp_micros", "key.camera_name", "key.laser_name"
+IMAGE = "[CameraImageComponent].image"
+
+
+def _table(folder: Path, component: str, context: str, columns=None, filters=None):
+    """The `pyarrow.Table` of one component file: only `columns` and the rows that match `filters`
+    (a segment's lidar file holds ~200 frames of range images: never converted whole to Python objects)."""
     from pyarrow import parquet
 
     path = folder / component / f"{context}.parquet"
     if not path.is_file():
         raise ValueError(f"missing Waymo component file {str(path)!r}.")
-    return parquet.read_table(path).to_pylist()
+    return parquet.read_table(path, columns=columns, filters=filters)
+
+
+def _read(folder: Path, component: str, context: str, columns=None, filters=None) -> list[dict]:
+    return _table(folder, component, context, columns, filters).to_pylist()
 
 
 def brown_conrady(k: tuple[float, ...]):
@@ -103,23 +113,21 @@ def read_waymo(root: Path, split: str, options: ReaderOptions) -> Iterator[Frame
         raise ValueError(f"`root` {str(root)!r} has no Waymo v2 folder {FOLDERS[split]}/camera_image.")
     for path in sorted((folder / "camera_image").glob("*.parquet")):
         context = path.stem
-        rows = _read(folder, "camera_image", context)
-        rows.sort(key=lambda row: (row["key.frame_timestamp_micros"], row["key.camera_name"]))
-        for row in rows:
-            key = f"{context}/{row['key.frame_timestamp_micros']}_{row['key.camera_name']}"
-            yield key, _loader(folder, context, row, options)
+        rows = _read(folder, "camera_image", context, columns=[TIMESTAMP, CAMERA_NAME])
+        for stamp, camera in sorted((row[TIMESTAMP], row[CAMERA_NAME]) for row in rows):
+            yield f"{context}/{stamp}_{camera}", _loader(folder, context, stamp, camera, options)
 
 
 @lru_cache(maxsize=2)  # the five cameras of a frame share its sweep
 def _frame_points(folder: Path, context: str, stamp: int) -> np.ndarray:
-    calibrations = {row["key.laser_name"]: row for row in _read(folder, "lidar_calibration", context)}
+    calibrations = {row[LASER_NAME]: row for row in _read(folder, "lidar_calibration", context)}
+    table = _table(folder, "lidar", context, [LASER_NAME, RANGE + "shape", RANGE + "values"], [(TIMESTAMP, "=", stamp)])
     points = []
-    for row in _read(folder, "lidar", context):
-        if row["key.frame_timestamp_micros"] != stamp:
-            continue
-        shape = row[RANGE + "shape"]
-        ranges = np.asarray(row[RANGE + "values"], dtype=np.float64).reshape(shape)[..., 0]
-        calibration = calibrations[row["key.laser_name"]]
+    for i in range(table.num_rows):
+        shape = table.column(RANGE + "shape")[i].as_py()
+        values = table.column(RANGE + "values").slice(i, 1).combine_chunks().flatten().to_numpy()
+        ranges = values.astype(np.float64).reshape(shape)[..., 0]
+        calibration = calibrations[table.column(LASER_NAME)[i].as_py()]
         extrinsic = np.asarray(calibration[LIDAR_CAL + "extrinsic.transform"], dtype=np.float64).reshape(4, 4)
         points.append(range_image_points(ranges, extrinsic, _inclinations(calibration, shape[0])))
     return np.concatenate(points) if points else np.zeros((0, 3))
@@ -127,13 +135,14 @@ def _frame_points(folder: Path, context: str, stamp: int) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _camera_calibrations(folder: Path, context: str) -> dict[int, dict]:
-    return {row["key.camera_name"]: row for row in _read(folder, "camera_calibration", context)}
+    return {row[CAMERA_NAME]: row for row in _read(folder, "camera_calibration", context)}
 
 
-def _loader(folder: Path, context: str, row: dict, options: ReaderOptions):
+def _loader(folder: Path, context: str, stamp: int, camera: int, options: ReaderOptions):
     def load() -> Frame:
-        calibration = _camera_calibrations(folder, context)[row["key.camera_name"]]
-        image = to_rgb(Image.open(io.BytesIO(row["[CameraImageComponent].image"])))
+        calibration = _camera_calibrations(folder, context)[camera]
+        (row,) = _read(folder, "camera_image", context, [IMAGE], [(TIMESTAMP, "=", stamp), (CAMERA_NAME, "=", camera)])
+        image = to_rgb(Image.open(io.BytesIO(row[IMAGE])))
         if image.width * image.height > options.max_pixels:
             raise ValueError(f"image of {image.width}x{image.height} px exceeds `max_pixels`.")
         fu, fv, cu, cv = (calibration[CAM + f"intrinsic.{name}"] for name in ("f_u", "f_v", "c_u", "c_v"))
@@ -145,9 +154,7 @@ def _loader(folder: Path, context: str, row: dict, options: ReaderOptions):
         if pinhole.fx > MAX_FOCAL:
             image, pinhole = scale_image(image, pinhole, MAX_FOCAL / pinhole.fx)
         vehicle_from_camera = np.asarray(calibration[CAM + "extrinsic.transform"], dtype=np.float64).reshape(4, 4)
-        points = apply(
-            np.linalg.inv(vehicle_from_camera), _frame_points(folder, context, row["key.frame_timestamp_micros"])
-        )
+        points = apply(np.linalg.inv(vehicle_from_camera), _frame_points(folder, context, stamp))
         return Frame(image, pinhole, context, points=points @ WAYMO_TO_OPENCV.T)
 
     return load
