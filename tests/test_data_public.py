@@ -120,3 +120,23 @@ def test_docs_table_has_a_row_per_public_dataset():
     assert [row.split("`")[1] for row in rows[: len(PUBLIC_NAMES)]] == list(PUBLIC_NAMES)
     for row in rows[: len(PUBLIC_NAMES)]:
         assert row.count("|") == 7  # name, source, split, label, sampling rule, devkit or layout
+
+
+def test_distortion_models_match_opencv():
+    """Waymo's Brown-Conrady model is OpenCV's `projectPoints` (k1, k2, p1, p2, k3); ETH3D's thin-prism fisheye
+    without its tangential and prism terms is OpenCV's equidistant `fisheye.distortPoints` (what the release
+    calls)."""
+    cv2 = pytest.importorskip("cv2")
+    from depthlm_hf.data.public.eth3d import thin_prism_fisheye
+    from depthlm_hf.data.public.waymo import brown_conrady
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-0.8, 0.8, 50), rng.uniform(-0.6, 0.6, 50)
+    k = (-0.32, 0.12, 0.0011, -0.0007, -0.02)
+    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+    expected, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), np.eye(3), np.array(k))
+    assert np.stack(brown_conrady(k)(x, y), axis=-1) == pytest.approx(expected[:, 0], abs=1e-9)
+    fisheye = (0.03, -0.01, 0.004, -0.001)
+    expected = cv2.fisheye.distortPoints(np.stack([x, y], axis=-1)[:, None], np.eye(3), np.array(fisheye))
+    params = [fisheye[0], fisheye[1], 0.0, 0.0, fisheye[2], fisheye[3], 0.0, 0.0]
+    assert np.stack(thin_prism_fisheye(params)(x, y), axis=-1) == pytest.approx(expected[:, 0], abs=1e-9)
