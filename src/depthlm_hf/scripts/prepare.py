@@ -2,8 +2,10 @@
 
     depthlm prepare --output_dir data/indoor --source synthetic --preset indoor --num_images 1000
     depthlm prepare --output_dir data/mine --source manifest --manifest rgbd.jsonl --depth_scale 1000
+    depthlm prepare --dataset nuscenes --root /data/nuscenes --split eval --output_dir data/depthlm/nuscenes
 
-The manifest format and the conversion are documented in `depthlm_hf.data.prepare`.
+The manifest format and the conversion are documented in `depthlm_hf.data.prepare`; the public datasets'
+readers (`--dataset NAME --root ROOT`) in `depthlm_hf.data.public` and docs/data.md.
 """
 
 from __future__ import annotations
