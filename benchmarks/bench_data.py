@@ -48,7 +48,7 @@ def peak_rss_mib() -> float:
 def _library_rows(source, processor, rows_per_image: int, count: int):
     """Rows as `depthlm sft` feeds them to the trainer: the index dataset's `__getitems__` on consecutive batches."""
     from depthlm_hf.data import GroupedTrainingView
-    from depthlm_hf.training.setup import index_dataset
+    from depthlm_hf.data.views import index_dataset
 
     config = TrainingViewConfig()
     if rows_per_image > 1:

@@ -60,12 +60,48 @@ def test_dataset_entries_parse_shorthand_and_mappings():
         ({"unified_focal_length": -5.0}, "`unified_focal_length` must be > 0"),
         ({"synthetic_scenes": 0}, "`synthetic_scenes` must be > 0"),
         ({"rows_per_image": 0}, "`rows_per_image` must be >= 1, got 0"),
-        ({"vision_attention": "fast"}, "`vision_attention` must be 'batched' or 'stock', got 'fast'"),
+        ({"vision_attention": "fast"}, "`vision_attention` must be one of batched, stock, got 'fast'"),
+        ({"marker_shape": "star"}, "`marker_shape` must be one of arrow, cross, circle, official_arrow, got 'star'"),
+        ({"focal_mode": "yx"}, "`focal_mode` must be one of xy, fx, got 'yx'"),
+        ({"processor_preset": "nope"}, "`processor_preset` must be one of paper, official_pixtral, got 'nope'"),
+        ({"crop_position": "left"}, "`crop_position` must be one of center, random, got 'left'"),
     ],
 )
 def test_invalid_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DepthLMScriptArguments(**kwargs)
+
+
+def test_closed_choices_are_the_owning_modules_literals_on_the_command_line_and_in_recipes(tmp_path):
+    """Each closed choice is typed with its owner's `Literal`: the parser's choices and the checks of recipe values
+    (which the parser does not check) both come from it."""
+    from typing import get_type_hints
+
+    from trl import TrlParser
+
+    from depthlm_hf.data.views import CropPosition
+    from depthlm_hf.geometry import FocalMode
+    from depthlm_hf.models.vision_attention import VisionAttention
+    from depthlm_hf.prompting.markers import MarkerShape
+    from depthlm_hf.prompting.presets import PresetName
+
+    hints = get_type_hints(DepthLMScriptArguments)
+    owners = {
+        "crop_position": CropPosition,
+        "focal_mode": FocalMode | None,
+        "marker_shape": MarkerShape | None,
+        "processor_preset": PresetName,
+        "vision_attention": VisionAttention,
+    }
+    assert {name: hints[name] for name in owners} == owners
+    parser = TrlParser((DepthLMScriptArguments,))
+    choices = {action.dest: tuple(action.choices) for action in parser._actions if action.dest in owners}
+    assert choices["marker_shape"] == ("arrow", "cross", "circle", "official_arrow")
+    assert choices["vision_attention"] == ("batched", "stock")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("marker_shape: star\n")
+    with pytest.raises(ValueError, match="`marker_shape` must be one of arrow, cross, circle, official_arrow"):
+        parser.parse_args_and_config(["--config", str(recipe)])
 
 
 def test_processor_overrides_hold_only_given_settings():

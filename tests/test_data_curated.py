@@ -233,3 +233,27 @@ def test_hostile_lines_and_paths_are_skipped_by_reason_and_valid_records_kept(fo
         assert len(ds) == 16 and [ds[0]["index"], ds[14]["index"]] == [0, 14]
         with pytest.raises(InvalidRecordError, match="line_too_long"):
             ds[10]
+
+
+def test_two_view_images_are_unified_and_cropped_per_view_in_order():
+    from depthlm_hf.data.records import two_view_images
+    from depthlm_hf.models.tiny import tiny_processor
+
+    processor = tiny_processor(unified_focal_length=100.0)
+    record = {
+        "image": Image.new("RGB", (64, 48), (255, 0, 0)),
+        "intrinsics": [50.0, 50.0, 31.5, 23.5, 64, 48],
+        "image2": Image.new("RGB", (32, 24), (0, 0, 255)),
+        "intrinsics2": [25.0, 25.0, 15.5, 11.5, 32, 24],
+    }
+    asked = []
+
+    def window(camera):
+        asked.append(camera.width)
+        return None if len(asked) == 1 else (4, 2, 50, 40)
+
+    first, second = two_view_images(processor, record, window)
+    assert asked == [64, 32]  # one call per view, first view first
+    assert first.size == (128, 96) and first.getpixel((0, 0)) == (255, 0, 0)
+    assert second.size == (50, 40) and second.getpixel((0, 0)) == (0, 0, 255)
+    assert [image.size for image in two_view_images(processor, record)] == [(128, 96), (128, 96)]

@@ -18,8 +18,10 @@ from depthlm_hf.data import (
     TrainingViewConfig,
     load_curated,
     mixture_weights,
+    views,
 )
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.data.views import index_dataset
 from depthlm_hf.prompting.markers import marker_fits
 from depthlm_hf.tasks import TASKS, parse_answer
 
@@ -175,6 +177,8 @@ sys.path.insert(0, {tests!r})
 from test_data_views import _eval_fingerprint
 from depthlm_hf.models.tiny import tiny_processor
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.data import views
+from depthlm_hf.data.views import index_dataset
 src = SyntheticDataset("ground", num_scenes=8, num_points=20, seed=9)
 print(json.dumps(_eval_fingerprint(tiny_processor(), src)))
 """
@@ -303,11 +307,14 @@ def test_sft_trainer_trains_on_a_view_stream(tmp_path):
 
 def test_map_style_dataset_renders_rows_on_access(source, processor):
     view = TrainingView(source, processor, TrainingViewConfig(crop=False), num_samples=5, row_format="grpo")
-    table = view.to_dataset()
-    assert len(table) == 5 and table[3]["depth"] == view[3]["depth"]
-    assert isinstance(table[3]["images"][0], Image.Image)
+    table = index_dataset(5, view, "grpo")
+    assert len(table) == 5 and table[3]["depth"] == view[3]["depth"] and table[3]["index"] == 3
+    assert isinstance(table[3]["images"][0], Image.Image) and set(table[3]) == set(views.ROW_COLUMNS["grpo"])
     assert [r["depth"] for r in table.select([1, 2])] == [view[1]["depth"], view[2]["depth"]]
-    assert len(TrainingView(source, processor).to_dataset(7)) == 7
+    sft = index_dataset(7, TrainingView(source, processor), "sft")
+    assert len(sft) == 7 and set(sft[0]) == set(views.ROW_COLUMNS["sft"])
+    with pytest.raises(ValueError, match="`row_format` must be one of sft, grpo, got 'dpo'"):
+        index_dataset(2, view, "dpo")
 
 
 def test_records_whose_unified_image_is_too_large_are_skipped_and_counted(tmp_path, processor):

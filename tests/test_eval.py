@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from depthlm_hf.data.eval_view import build_samples
+from depthlm_hf.metrics.runner import EvalArguments
 from depthlm_hf.models.tiny import tiny_processor
 from depthlm_hf.scripts.eval import main
 
@@ -122,6 +124,28 @@ def test_evaluation_set_is_fixed_and_subsampled(dataset):
     )
     trans = build_samples(source, processor, "translation", None, seed=0)
     assert [s["label"] for s in trans] == pytest.approx([0.5, math.hypot(0.6, 0.4), math.hypot(0.9, 0.4)])
+
+
+def test_a_task_added_to_the_registry_is_evaluated_by_its_fields_not_its_name(dataset, monkeypatch):
+    """Copies of registered tasks under new names get the evaluation sets and work units of the originals."""
+    from depthlm_hf.data import load_curated
+    from depthlm_hf.metrics.runner import work_units
+    from depthlm_hf.tasks.text import TASKS
+
+    for new, old in (("pose", "translation"), ("depth_z", "z_distance"), ("pair", "two_point_distance")):
+        monkeypatch.setitem(TASKS, new, replace(TASKS[old], name=new))
+    source, processor = load_curated(dataset / "val.jsonl", dataset), tiny_processor()
+    for new, old in (("pose", "translation"), ("depth_z", "z_distance")):
+        assert build_samples(source, processor, new, None, seed=0) == build_samples(source, processor, old, None, 0)
+    pairs, points = (
+        build_samples(source, processor, "pair", None, 0),
+        build_samples(source, processor, "distance", None, 0),
+    )
+    assert len(pairs) == len(points) and all(len(s["point_indices"]) == 2 for s in pairs)
+    assert all(one["point_indices"][0] in two["point_indices"] for one, two in zip(points, pairs, strict=True))
+    rows = [{"record_index": r} for r in (0, 0, 1, 2, 2)]
+    assert [len(u) for u in work_units(rows, "depth_z", 4)] == [2, 1, 2]  # per record, as the distance task
+    assert [len(u) for u in work_units(rows, "pair", 4)] == [4, 1]
 
 
 def test_model_run_on_all_tasks_and_interrupted_resume(dataset, tiny_dir, tmp_path):
@@ -293,7 +317,7 @@ def test_ibims1_official_protocol_constant_two_metres_gives_0_2891(ibims1_dir, t
     assert round(results["distance"]["ibims1"]["delta1"], 4) == 0.2891
 
 
-def test_official_protocol_walks_to_the_next_slot_past_unmarkable_pixels(dataset):
+def test_official_protocol_walks_to_the_next_slot_past_unmarkable_pixels(dataset, capsys):
     """Slot k: record k mod N, pixel drawn by random.seed(42); an unmarkable pixel takes slot k + 1's sample."""
     import random
 
@@ -316,4 +340,7 @@ def test_official_protocol_walks_to_the_next_slot_past_unmarkable_pixels(dataset
     with pytest.raises(ValueError, match="`protocol` 'official' evaluates the distance task only"):
         build_samples(source, processor, "time", None, 0, "official")
     with pytest.raises(ValueError, match="`protocol` must be one of fixed, official, got 'paper'"):
+        EvalArguments(model="constant:2.0", data=[spec(dataset)], protocol="paper")
+    with pytest.raises(SystemExit):  # the command line's choices come from the same `Protocol` literal
         main(["--model", "constant:2.0", "--data", spec(dataset), "--protocol", "paper"])
+    assert "invalid choice: 'paper' (choose from 'fixed', 'official')" in capsys.readouterr().err

@@ -362,3 +362,21 @@ def test_a_tiny_focal_length_is_refused_before_allocation_and_a_raised_limit_hon
     assert unified.out_width * unified.out_height > 1000
     with pytest.raises(ValueError, match="more than `max_pixels` = 1000"):
         tiny_processor(max_image_pixels=1000).focal_transform([50.0, 50.0, 80.0, 60.0, 160, 120])
+
+
+def test_preset_templates_replace_the_text_of_the_preset_prompt_tasks_only(monkeypatch):
+    from dataclasses import replace
+
+    from depthlm_hf.models.tiny import tiny_processor
+    from depthlm_hf.tasks.text import TASKS
+
+    processor = tiny_processor(question_template="Q?", answer_template="<a> {value} </a>")
+    monkeypatch.setitem(TASKS, "far", replace(TASKS["distance"], name="far"))
+    monkeypatch.setitem(TASKS, "plain", replace(TASKS["distance"], name="plain", preset_prompt=False))
+    assert (processor.question("far"), processor.format_answer(2, "far"), processor.answer_prefix("far")) == (
+        "Q?",
+        "<a> 2.00 </a>",
+        "<a> ",
+    )
+    assert processor.question("plain") == TASKS["distance"].question
+    assert processor.format_answer(2, "plain") == "The point is around 2.00 meters away from the camera."

@@ -1,4 +1,7 @@
-"""The six tasks: labels on synthetic scenes agree with the scene geometry."""
+"""The six tasks: labels on synthetic scenes agree with the scene geometry; the registry is the one list of tasks."""
+
+from dataclasses import replace
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import pytest
 from depthlm_hf.data.synthetic.scenes import render_pair, render_scene, synthetic_record
 from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.tasks.samples import TaskRanges, build_sample
-from depthlm_hf.tasks.text import TASKS, question
+from depthlm_hf.tasks.text import DEFAULT_TASK, TASK_NAMES, TASKS, TaskName, get_task, question
 
 
 def world_point(view, xy):
@@ -78,8 +81,23 @@ def test_every_task_is_buildable_and_unknown_ones_are_refused():
         assert (
             sample.task == task
             and sample.value > 0
-            and len(sample.points) == TASKS[task].num_points * (task != "translation")
+            and len(sample.points) == TASKS[task].num_points * (TASKS[task].num_images == 1)
         )
     with pytest.raises(ValueError, match="Available: distance"):
         build_sample("depth", rec, np.random.default_rng(0))
     assert CameraIntrinsics.from_list(rec["intrinsics"]).width == rec["image"].width
+
+
+def test_the_task_names_literal_is_the_registry():
+    assert TASK_NAMES == get_args(TaskName) == tuple(TASKS) and DEFAULT_TASK in TASK_NAMES
+    assert all(task.name == name for name, task in TASKS.items())
+    with pytest.raises(ValueError, match="Unknown task 'depth'. Available: " + ", ".join(TASK_NAMES)):
+        get_task("depth")
+
+
+def test_per_pixel_tasks_and_preset_prompts_follow_the_fields():
+    """One question per pixel of one image with no question field: the tasks whose answers form a map."""
+    assert [name for name, task in TASKS.items() if task.is_per_pixel()] == ["distance", "z_distance"]
+    assert not replace(TASKS["distance"], num_points=2).is_per_pixel()
+    assert not replace(TASKS["distance"], fields=("time",)).is_per_pixel()
+    assert [name for name, task in TASKS.items() if task.preset_prompt] == ["distance"]

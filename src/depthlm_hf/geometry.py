@@ -14,11 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
+from depthlm_hf.choices import check_choice
+
 FocalMode = Literal["xy", "fx"]
+"""Focal unification: "xy" scales each axis to f*, "fx" both axes by f*/fx (the official release)."""
+FOCAL_MODES: tuple[FocalMode, ...] = get_args(FocalMode)
 
 
 class UnifiedImageTooLargeError(ValueError):
@@ -30,6 +34,9 @@ MAX_UNIFIED_PIXELS = 64_000_000
 """Largest focal-unified image (width x height [px]) built by default: the input images' default limit
 (`depthlm_hf.prompting.imaging.DEFAULT_MAX_PIXELS`), so a tiny focal length cannot allocate gigabytes."""
 DistanceKind = Literal["euclidean", "z"]
+"""What a distance [m] measures: along the ray from the camera centre ("euclidean", the DepthLM label) or along
+the principal axis ("z", a depth map's value)."""
+DISTANCE_KINDS: tuple[DistanceKind, ...] = get_args(DistanceKind)
 
 
 def _check_finite_positive(name: str, value: float) -> float:
@@ -219,7 +226,7 @@ def unify_focal_length(
     elif mode == "fx":
         scale_x = scale_y = focal_length / intrinsics.fx
     else:
-        raise ValueError(f"`mode` must be one of 'xy', 'fx', got {mode!r}.")
+        check_choice("mode", mode, FocalMode)
     _check_unified_size(intrinsics, focal_length, scale_x, scale_y, max_pixels)
     return resize_transform(intrinsics.width, intrinsics.height, scale_x, scale_y)
 
@@ -365,8 +372,8 @@ def backproject(
         raise ValueError(f"`distance` has {dist.shape[0]} values for {rays.shape[0]} points; they must match.")
     if kind == "euclidean":
         rays = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
-    elif kind != "z":
-        raise ValueError(f"`kind` must be one of 'euclidean', 'z', got {kind!r}.")
+    else:
+        check_choice("kind", kind, DistanceKind)
     return rays * dist[:, None]
 
 

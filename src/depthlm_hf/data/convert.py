@@ -8,14 +8,13 @@ and its Euclidean label lies in `depth_range`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from depthlm_hf.geometry import CameraIntrinsics, euclidean_to_z
-
-DepthKind = Literal["z", "euclidean"]
+from depthlm_hf.choices import check_choice
+from depthlm_hf.geometry import CameraIntrinsics, DistanceKind, euclidean_to_z
 
 
 def decode_depth(depth: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
@@ -45,7 +44,7 @@ def ray_norms(intrinsics: CameraIntrinsics) -> np.ndarray:
     return np.sqrt(x[None, :] ** 2 + y[:, None] ** 2 + 1.0)
 
 
-def euclidean_depth_map(depth: np.ndarray, intrinsics: CameraIntrinsics, kind: DepthKind = "z") -> np.ndarray:
+def euclidean_depth_map(depth: np.ndarray, intrinsics: CameraIntrinsics, kind: DistanceKind = "z") -> np.ndarray:
     """Euclidean distance map (H, W) [m] from a depth map (H, W) [m] of `kind` "z" or "euclidean"."""
     depth = np.asarray(depth, dtype=np.float64)
     if depth.shape != (intrinsics.height, intrinsics.width):
@@ -53,11 +52,9 @@ def euclidean_depth_map(depth: np.ndarray, intrinsics: CameraIntrinsics, kind: D
             f"`depth` has shape {depth.shape} but the intrinsics describe a "
             f"{intrinsics.width}x{intrinsics.height} image."
         )
-    if kind == "euclidean":
+    if check_choice("depth_kind", kind, DistanceKind) == "euclidean":
         return depth
-    if kind == "z":
-        return depth * ray_norms(intrinsics)
-    raise ValueError(f"`depth_kind` must be one of 'z', 'euclidean', got {kind!r}.")
+    return depth * ray_norms(intrinsics)
 
 
 def valid_pixels(
@@ -107,7 +104,7 @@ def rgbd_to_record(
     intrinsics: CameraIntrinsics | list[float],
     num_points: int = 100,
     seed: int | np.random.Generator = 0,
-    depth_kind: DepthKind = "z",
+    depth_kind: DistanceKind = "z",
     depth_scale: float = 1.0,
     valid_mask: np.ndarray | None = None,
     depth_range: tuple[float, float] = (0.0, float("inf")),

@@ -19,7 +19,8 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from depthlm_hf.data.records import InvalidRecordError, validate_record
+from depthlm_hf.choices import check_choice
+from depthlm_hf.data.records import VIEWS, InvalidRecordError, validate_record
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, load_image
 
 OnError = Literal["skip", "raise"]
@@ -96,8 +97,7 @@ class CuratedDataset:
         dataset: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"`on_error` must be one of 'skip', 'raise', got {on_error!r}.")
+        check_choice("on_error", on_error, OnError)
         self.jsonl_path = Path(jsonl_path)
         if not self.jsonl_path.is_file():
             raise ValueError(f"`jsonl_path` {str(self.jsonl_path)!r} is not a file.")
@@ -178,7 +178,7 @@ class CuratedDataset:
             raise InvalidRecordError("bad_value", f"{type(err).__name__}: {str(err)[:200]}") from None
         record["index"] = index
         record["dataset"] = record["dataset"] or self.dataset
-        for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
+        for key, intr_key in VIEWS:
             if key in record and record[key] is not None:
                 record[key] = self._image(record[key], record[intr_key])
         return record

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -17,10 +17,11 @@ from depthlm_hf.data.records import InvalidRecordError
 from depthlm_hf.data.seeding import rng
 from depthlm_hf.data.views import _View
 from depthlm_hf.geometry import UnifiedImageTooLargeError
-from depthlm_hf.tasks.samples import build_sample, check_task
+from depthlm_hf.tasks.samples import build_sample
+from depthlm_hf.tasks.text import DEFAULT_TASK, TASKS, get_task
 
 Protocol = Literal["fixed", "official"]
-PROTOCOLS: tuple[str, ...] = ("fixed", "official")
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 """How evaluation samples are drawn: "fixed": `num_samples` eligible (record, pixel) pairs drawn with `seed`
 (or all of them); "official": the official release's 128 samples (`official_pairs`)."""
 
@@ -48,8 +49,9 @@ class EvaluationView(_View):
         task: str = "distance",
         protocol: Protocol = "fixed",
     ) -> None:
-        if check_task(task) not in ("distance", "z_distance"):
-            raise ValueError(f"`task` must be 'distance' or 'z_distance' for the evaluation view, got {task!r}.")
+        if not get_task(task).is_per_pixel():
+            per_pixel = [name for name, spec in TASKS.items() if spec.is_per_pixel()]
+            raise ValueError(f"`task` must be one of {', '.join(per_pixel)} for the evaluation view, got {task!r}.")
         if protocol not in PROTOCOLS:
             raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {protocol!r}.")
         self.source, self.processor, self.seed, self.task = source, processor, int(seed), task
@@ -118,18 +120,22 @@ def build_samples(
 ) -> list[dict[str, Any]]:
     """The fixed evaluation samples of `task`: `{"id", "record_index", "point_indices", "label", "fields"}`.
 
-    Single-point tasks use the (record, pixel) pairs of `EvaluationView`; "two_point_distance" pairs each
-    of them with another eligible pixel of the same record; "translation" takes records with a second
-    view. Question fields (speed, time) come from a generator seeded by `(seed, id, task)`. With `protocol`
-    "official" the distance task gets the release's 128 samples (`official_pairs`). `stats`, when given,
-    receives the scan's counts: `ok` records and those left out of the set, by reason.
+    Tasks about pixels of one image use the (record, pixel) pairs of `EvaluationView`; a task with
+    `num_points` 2 ("two_point_distance") pairs each of them with another eligible pixel of the same record;
+    a task with `num_images` 2 ("translation") takes records with a second view. Question fields (speed,
+    time) come from a generator seeded by `(seed, id, task)`. With `protocol` "official" the distance task
+    gets the release's 128 samples (`official_pairs`). `stats`, when given, receives the scan's counts: `ok`
+    records and those left out of the set, by reason.
     """
-    if protocol == "official" and task != "distance":
+    if protocol == "official" and task != DEFAULT_TASK:
         raise ValueError(f"`protocol` 'official' evaluates the distance task only (as the release), not {task!r}.")
+    spec = get_task(task)
+    if spec.num_points > 2:
+        raise ValueError(f"`task` {task!r} marks {spec.num_points} points; the evaluation sets mark at most 2.")
     paths = source.with_paths()
-    if task == "translation":
-        return _translation_samples(paths, num_samples, seed, Counter() if stats is None else stats)
-    view_task = task if task in ("distance", "z_distance") else "distance"
+    if spec.num_images == 2:
+        return _two_view_samples(paths, task, num_samples, seed, Counter() if stats is None else stats)
+    view_task = task if spec.is_per_pixel() else DEFAULT_TASK  # the view only draws the (record, pixel) pairs
     view = EvaluationView(paths, processor, num_samples=num_samples, seed=seed, task=view_task, protocol=protocol)
     if stats is not None:
         stats.update(view.stats)
@@ -138,8 +144,8 @@ def build_samples(
         if record is None or record["index"] != record_index:
             record = paths[record_index]
             markable = _markable(processor, record)
-        candidates = markable if task == "two_point_distance" else [point_index]
-        if task == "two_point_distance":  # the view's pixel is always one of the two points
+        candidates = [point_index]
+        if spec.num_points == 2:  # the view's pixel is always one of the two points
             others = [i for i in markable if i != point_index]
             if not others:
                 continue
@@ -157,7 +163,9 @@ def build_samples(
     return samples
 
 
-def _translation_samples(paths, num_samples: int | None, seed: int, stats: Counter[str]) -> list[dict[str, Any]]:
+def _two_view_samples(
+    paths, task: str, num_samples: int | None, seed: int, stats: Counter[str]
+) -> list[dict[str, Any]]:
     ids = []
     for index in range(len(paths)):
         try:
@@ -172,7 +180,7 @@ def _translation_samples(paths, num_samples: int | None, seed: int, stats: Count
         ids = sorted(np.random.default_rng(seed).choice(ids, size=num_samples, replace=False).tolist())
     samples = []
     for k, index in enumerate(ids):
-        value = build_sample("translation", paths[index], rng(seed, k, "translation")).value
+        value = build_sample(task, paths[index], rng(seed, k, task)).value
         samples.append({"id": k, "record_index": index, "point_indices": [], "label": float(value), "fields": {}})
     return samples
 

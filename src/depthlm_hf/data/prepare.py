@@ -28,15 +28,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from depthlm_hf.choices import check_choice
 from depthlm_hf.data.convert import rgbd_to_record
 from depthlm_hf.data.records import to_jsonable
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
+from depthlm_hf.geometry import DistanceKind
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, check_regular_file, load_image, open_image
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,9 @@ class PrepareArguments:
     num_images: int = field(default=100, metadata={"help": "Synthetic images to render (manifest: all lines)."})
     num_points: int = field(default=100, metadata={"help": "Labelled pixels sampled per image (paper: 100)."})
     seed: int = field(default=0, metadata={"help": "Seed of the pixel sampling (and of the synthetic scenes)."})
-    depth_kind: str = field(default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."})
+    depth_kind: DistanceKind = field(
+        default="z", metadata={"help": "Manifest depth holds 'z' (principal-axis) or 'euclidean'."}
+    )
     depth_scale: float = field(default=1.0, metadata={"help": "Depth units per metre (1000 for millimetre PNGs)."})
     min_depth: float = field(default=0.0, metadata={"help": "Smallest Euclidean distance kept [m]."})
     max_depth: float = field(default=float("inf"), metadata={"help": "Largest Euclidean distance kept [m]."})
@@ -85,16 +89,11 @@ class PrepareArguments:
     def __post_init__(self) -> None:
         if self.source is None:
             self.source = "public" if self.root else "synthetic"
-        if self.source not in get_args(Source):
-            raise ValueError(f"`source` must be one of {', '.join(get_args(Source))}, got {self.source!r}.")
+        check_choice("source", self.source, Source)
         from depthlm_hf.data.public.frames import DepthDecoding  # the readers import this module
 
-        if self.depth_decoding not in get_args(DepthDecoding):
-            raise ValueError(
-                f"`depth_decoding` must be one of {', '.join(get_args(DepthDecoding))}, got {self.depth_decoding!r}."
-            )
-        if self.depth_kind not in ("z", "euclidean"):
-            raise ValueError(f"`depth_kind` must be 'z' or 'euclidean', got {self.depth_kind!r}.")
+        check_choice("depth_decoding", self.depth_decoding, DepthDecoding)
+        check_choice("depth_kind", self.depth_kind, DistanceKind)
         for name in ("num_images", "num_points", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")

@@ -20,7 +20,7 @@ raw record and returns a normalised copy, or raises :class:`InvalidRecordError` 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 REQUIRED_FIELDS = ("image", "intrinsics", "pixel_coords", "depth")
 TWO_VIEW_FIELDS = ("image2", "intrinsics2", "rotation", "translation")
+VIEWS: tuple[tuple[str, str], ...] = (("image", "intrinsics"), ("image2", "intrinsics2"))
+"""The (image, intrinsics) keys of a two-view record's views, first view first."""
 
 SKIP_REASONS = (
     "bad_json",
@@ -198,3 +200,18 @@ def to_jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
             raise TypeError(f"`{key}` of type {type(value).__name__} cannot be written to JSON; save images first.")
         out[key] = value
     return out
+
+
+def two_view_images(
+    processor: Any,
+    record: Mapping[str, Any],
+    window: Callable[[CameraIntrinsics], tuple[int, int, int, int] | None] = lambda camera: None,
+) -> list[Any]:
+    """The two focal-unified images of a two-view record (`VIEWS` order), no marker, each cropped to the
+    `(left, top, width, height)` [px] that `window` gives for its camera (None: no crop; it is called once per
+    view, in order, so a seeded draw inside it stays reproducible). `processor` is a `DepthLMProcessor`."""
+    images = []
+    for image_key, intrinsics_key in VIEWS:
+        camera = CameraIntrinsics.from_list(record[intrinsics_key])
+        images.append(processor.prepare(record[image_key], camera, None, crop=window(camera)).image)
+    return images

@@ -24,18 +24,23 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from depthlm_hf.data.records import InvalidRecordError
+from depthlm_hf.choices import check_choice
+from depthlm_hf.data.records import InvalidRecordError, two_view_images
 from depthlm_hf.data.seeding import rng as _rng
 from depthlm_hf.geometry import CameraIntrinsics, UnifiedImageTooLargeError, centered_crop_window
 from depthlm_hf.tasks.samples import TaskRanges, TaskSample, build_sample, check_task
 from depthlm_hf.tasks.text import get_task
 
 RowFormat = Literal["sft", "grpo"]
+"""Rows for `SFTTrainer` (prompt/completion) or for `GRPOTrainer` (prompt and label)."""
+ROW_FORMATS: tuple[RowFormat, ...] = get_args(RowFormat)
 CropPosition = Literal["center", "random"]
+"""Training-crop placement: centred on the principal point, or anywhere that keeps it inside."""
+CROP_POSITIONS: tuple[CropPosition, ...] = get_args(CropPosition)
 
 PAPER_MIXTURE_WEIGHTS: dict[str, float] = {"matterport3d": 0.1}
 """The paper's mixture: every dataset weight 1 except Matterport3D, 0.1 (see :func:`mixture_weights`)."""
@@ -88,8 +93,7 @@ class TrainingViewConfig:
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
                 raise ValueError(f"`{name}` must be a range (lo, hi) with 1 <= lo <= hi, got {(lo, hi)!r}.")
-        if self.crop_position not in ("center", "random"):
-            raise ValueError(f"`crop_position` must be 'center' or 'random', got {self.crop_position!r}.")
+        check_choice("crop_position", self.crop_position, CropPosition)
         if self.aspect_jitter is not None and not 0 < self.aspect_jitter[0] <= self.aspect_jitter[1]:
             raise ValueError(f"`aspect_jitter` must be (lo, hi) with 0 < lo <= hi, got {self.aspect_jitter!r}.")
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
@@ -140,29 +144,38 @@ class _View:
             gen_kwargs={"shards": list(range(num_shards)), "view": _Frozen(self), "num_shards": num_shards},
         )
 
-    def to_dataset(self, num_samples: int | None = None):
-        """A map-style `datasets.Dataset` of rows `0 .. n - 1`, rendered on access (`set_transform`).
 
-        It stores only the row indices; `n` is `num_samples` or the view's own. Trainers must keep
-        the `index` column: `remove_unused_columns=False` in their arguments.
-        """
-        import datasets
-
-        n = num_samples if num_samples is not None else len(self)
-        table = datasets.Dataset.from_dict({"index": np.arange(n, dtype=np.int64)})
-        table.set_transform(_RowsTransform(self))
-        return table
+ROW_COLUMNS: dict[RowFormat, tuple[str, ...]] = {
+    "sft": ("images", "prompt", "completion", "depth", "task", "index"),
+    "grpo": ("images", "prompt", "depth", "task", "index"),
+}
+"""The columns of the rows trainers read, by row format: both carry the `depth` target and `task` (rewards and
+generation metrics read them) and the row `index` (it identifies the row in logs and tests)."""
 
 
-class _RowsTransform:
-    """Picklable `set_transform` function: a batch of row indices to the view's rows, column by column."""
+class RowTransform:
+    """Picklable `datasets` transform from a batch of row indices to `view`'s rows, in the columns of `row_format`."""
 
-    def __init__(self, view: _View) -> None:
-        self.view = view
+    def __init__(self, view: Any, row_format: RowFormat) -> None:
+        self.view, self.row_format = view, check_choice("row_format", row_format, RowFormat)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = [self.view.sample(int(index)) for index in batch["index"]]
-        return {key: [row[key] for row in rows] for key in rows[0]}
+        rows = [self.view[int(index)] for index in batch["index"]]
+        columns = {key: [row[key] for row in rows] for key in ROW_COLUMNS[self.row_format] if key != "index"}
+        columns["index"] = [int(index) for index in batch["index"]]
+        return columns
+
+
+def index_dataset(num_samples: int, view: Any, row_format: RowFormat) -> Any:
+    """The one lazy adapter from a view (anything with `view[i]`) to a map-style `datasets.Dataset` of rows
+    `0 .. num_samples - 1`: it stores only the row indices and renders rows on access (`set_transform`), so a
+    run resumes and shards across processes exactly (row i is a pure function of i). Trainers must keep the
+    `index` column: `remove_unused_columns=False` in their arguments."""
+    import datasets
+
+    dataset = datasets.Dataset.from_dict({"index": np.arange(num_samples, dtype=np.int64)})
+    dataset.set_transform(RowTransform(view, row_format))
+    return dataset
 
 
 class _Frozen:
@@ -209,8 +222,7 @@ class TrainingView(_View):
         num_samples: int | None = None,
         row_format: RowFormat = "sft",
     ) -> None:
-        if row_format not in ("sft", "grpo"):
-            raise ValueError(f"`row_format` must be 'sft' or 'grpo', got {row_format!r}.")
+        check_choice("row_format", row_format, RowFormat)
         if len(source) == 0:
             raise ValueError("`source` has no records.")
         self.source, self.processor, self.config = source, processor, config
@@ -315,10 +327,8 @@ class TrainingView(_View):
         if sample is None:
             self.stats["no_second_view"] += 1
             return None
-        images, size = [], self._crop_size(rng)  # one crop size for both views
-        for key, intr_key in (("image", "intrinsics"), ("image2", "intrinsics2")):
-            intr = CameraIntrinsics.from_list(record[intr_key])
-            images.append(self.processor.prepare(record[key], intr, None, crop=self._window(intr, rng, size)).image)
+        size = self._crop_size(rng)  # one crop size for both views
+        images = two_view_images(self.processor, record, lambda camera: self._window(camera, rng, size))
         # Every task's rows carry the same columns (the trainers' datasets select them by name).
         row: dict[str, Any] = {"images": images, "prompt": self.processor.task_messages(task)}
         if self.row_format == "sft":

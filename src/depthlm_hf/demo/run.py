@@ -20,6 +20,7 @@ import torch
 from transformers import set_seed
 from trl import SFTTrainer
 
+from depthlm_hf.data.views import index_dataset
 from depthlm_hf.demo.data import DemoScenes, SceneBank, model_image, render_bank, window_markable
 from depthlm_hf.demo.learning import (
     LearningCurve,
@@ -37,7 +38,6 @@ from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import DepthLMSFTConfig
 from depthlm_hf.training.modelcard import CARD_METRICS, ModelCardInfo, recipe_from_args, write_model_card
-from depthlm_hf.training.setup import index_dataset
 from depthlm_hf.training.trainers import AnswerOnlyCollator
 
 DESCRIPTIONS = {

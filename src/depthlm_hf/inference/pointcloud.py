@@ -13,12 +13,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from depthlm_hf.geometry import CameraIntrinsics, backproject, euclidean_to_z
+from depthlm_hf.choices import check_choice
+from depthlm_hf.geometry import CameraIntrinsics, DistanceKind, backproject, euclidean_to_z
 from depthlm_hf.prompting.imaging import load_image
 
 
@@ -77,21 +77,19 @@ class PointCloud:
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
         return int(keep.sum())
 
-    def depth_map(self, kind: Literal["z", "euclidean"] = "z") -> np.ndarray:
+    def depth_map(self, kind: DistanceKind = "z") -> np.ndarray:
         """A dense (H, W) [m] map: bilinear between grid pixels, constant beyond the outer grid lines.
 
         `kind="z"` interpolates the depth along the optical axis, `"euclidean"` the distance from the
         camera centre. Missing answers are first filled from their valid grid neighbours, so the map is
         NaN only when no answer at all is valid.
         """
-        if kind == "z":
+        if check_choice("kind", kind, DistanceKind) == "z":
             values = np.full(len(self.distance), np.nan)
             ok = self.valid
             values[ok] = euclidean_to_z(self.pixels[ok], self.distance[ok], self.intrinsics)
-        elif kind == "euclidean":
-            values = self.distance
         else:
-            raise ValueError(f"`kind` must be 'z' or 'euclidean', got {kind!r}.")
+            values = self.distance
         rows, cols = self.grid_shape
         grid = values.reshape(rows, cols)
         xs, ys = self.pixels[:cols, 0], self.pixels[::cols, 1]

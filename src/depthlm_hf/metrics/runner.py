@@ -23,7 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from depthlm_hf.data import InvalidRecordError
-from depthlm_hf.data.eval_view import PROTOCOLS, build_samples
+from depthlm_hf.data.eval_view import PROTOCOLS, Protocol, build_samples
+from depthlm_hf.data.records import two_view_images
 from depthlm_hf.data.skips import (
     DEFAULT_MAX_SKIPPED_FRACTION,
     check_limit,
@@ -53,7 +54,7 @@ from depthlm_hf.metrics.report import (
     write_csv,
 )
 from depthlm_hf.prompting.markers import MarkerStyle
-from depthlm_hf.prompting.presets import PRESETS
+from depthlm_hf.prompting.presets import PRESETS, PresetName
 from depthlm_hf.prompting.query_inputs import focal_transform, markable_points, point_array
 from depthlm_hf.resources import check_model_source, check_output_dir, resolve_device
 from depthlm_hf.tasks import text as answers
@@ -72,7 +73,7 @@ class EvalArguments:
         },
     )
     num_samples: str = field(default="8192", metadata={"help": "Samples per dataset and task, or 'all'."})
-    protocol: str = field(
+    protocol: Protocol = field(
         default="fixed",
         metadata={
             "help": "'fixed': `num_samples` pairs drawn with `seed` (or 'all'); 'official': the official release's "
@@ -84,7 +85,7 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the evaluation set (fixed across runs)."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
-    preset: str | None = field(
+    preset: PresetName | None = field(
         default=None,
         metadata={
             "help": "Processor preset: for `constant:` the geometry that decides eligible pixels (default paper); "
@@ -212,7 +213,7 @@ def work_units(samples: list[dict[str, Any]], task: str, size: int) -> list[list
     >>> [len(unit) for unit in work_units(rows, "distance", 4)], [len(u) for u in work_units(rows, "speed", 2)]
     ([2, 1, 2], [2, 2, 1])
     """
-    if task in ("distance", "z_distance"):
+    if answers.get_task(task).is_per_pixel():
         units: list[list[dict[str, Any]]] = []
         for sample in samples:
             if units and units[-1][0]["record_index"] == sample["record_index"]:
@@ -241,7 +242,7 @@ def predict_chunk(model, source, chunk: list[dict[str, Any]], task: str) -> list
 
 def _model_answers(model, source, chunk: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
     processor = model.processor
-    if task in ("distance", "z_distance"):
+    if answers.get_task(task).is_per_pixel():
         record = source[chunk[0]["record_index"]]
         points = np.asarray(record["pixel_coords"])[[s["point_indices"][0] for s in chunk]]
         out = model.predict(record["image"], record["intrinsics"], points, task=task, progress=False)
@@ -249,11 +250,8 @@ def _model_answers(model, source, chunk: list[dict[str, Any]], task: str) -> lis
         rows = []
         for sample in chunk:
             record = source[sample["record_index"]]
-            if task == "translation":
-                images = [
-                    processor.prepare(record[key], record[intr], None).image
-                    for key, intr in (("image", "intrinsics"), ("image2", "intrinsics2"))
-                ]
+            if answers.get_task(task).num_images == 2:
+                images = two_view_images(processor, record)
             else:
                 points = np.asarray(record["pixel_coords"])[sample["point_indices"]]
                 images = [processor.prepare(record["image"], record["intrinsics"], points).image]

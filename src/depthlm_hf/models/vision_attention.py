@@ -26,10 +26,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import pairwise
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
+
+VisionAttention = Literal["batched", "stock"]
+"""Qwen2.5-VL's vision attention: "batched" (one call per window length and block, :func:`enable`) or "stock"
+(transformers' call per window, :func:`disable`)."""
+VISION_ATTENTIONS: tuple[VisionAttention, ...] = get_args(VisionAttention)
 
 BATCHED_IMPLEMENTATIONS = ("sdpa", "eager")
 """Attention implementations that the batched path replaces (the others keep transformers' own code)."""

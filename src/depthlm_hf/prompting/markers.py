@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 MarkerShape = Literal["arrow", "cross", "circle", "official_arrow"]
-MARKER_SHAPES: tuple[str, ...] = ("arrow", "cross", "circle", "official_arrow")
+MARKER_SHAPES: tuple[MarkerShape, ...] = get_args(MarkerShape)
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0),

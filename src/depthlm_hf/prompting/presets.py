@@ -7,10 +7,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from transformers.utils import cached_file
 
+from depthlm_hf.choices import check_choice
+from depthlm_hf.geometry import FocalMode
 from depthlm_hf.prompting.markers import MarkerStyle
 from depthlm_hf.prompting.wrapped import stock_settings
 from depthlm_hf.tasks import text as answers
@@ -18,11 +20,17 @@ from depthlm_hf.tasks import text as answers
 logger = logging.getLogger(__name__)
 
 PixelMap = Literal["exact", "release"]
-PIXEL_MAPS: tuple[str, ...] = ("exact", "release")
+"""Input pixel to model-image pixel: "exact" (the pixel's exact image, rounded) or "release" (the official
+release's truncation, `geometry.release_map_points`)."""
+PIXEL_MAPS: tuple[PixelMap, ...] = get_args(PixelMap)
 ImageScale = Literal["keep", "processor"]
-IMAGE_SCALES: tuple[str, ...] = ("keep", "processor")
+"""Whether the wrapped image processor keeps the unified scale ("keep") or applies its own limits ("processor")."""
+IMAGE_SCALES: tuple[ImageScale, ...] = get_args(ImageScale)
+PresetName = Literal["paper", "official_pixtral"]
+"""The named processor settings: the keys of `PRESETS`."""
+PRESET_NAMES: tuple[PresetName, ...] = get_args(PresetName)
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[PresetName, dict[str, Any]] = {
     "paper": {
         "unified_focal_length": 1000.0,
         "focal_mode": "xy",
@@ -47,6 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 "official_pixtral": the official release's Pixtral-12B checkpoint, bit for bit (f* = 750 px scaled by fx only,
 the release's size truncation, pixel truncation and arrow, its think/answer prompt and tags); docs/official.md
 lists every difference."""
+assert tuple(PRESETS) == PRESET_NAMES, f"`PRESETS` {tuple(PRESETS)} must hold the `PresetName`s {PRESET_NAMES}."
 
 
 def check_settings(focal_mode: str, pixel_map: str, image_scale: str) -> None:
@@ -54,13 +63,9 @@ def check_settings(focal_mode: str, pixel_map: str, image_scale: str) -> None:
 
     >>> check_settings("fx", "release", "keep")
     """
-    for name, value, allowed in (
-        ("focal_mode", focal_mode, ("xy", "fx")),
-        ("pixel_map", pixel_map, PIXEL_MAPS),
-        ("image_scale", image_scale, IMAGE_SCALES),
-    ):
-        if value not in allowed:
-            raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}.")
+    check_choice("focal_mode", focal_mode, FocalMode)
+    check_choice("pixel_map", pixel_map, PixelMap)
+    check_choice("image_scale", image_scale, ImageScale)
     if pixel_map == "release" and focal_mode != "fx":
         raise ValueError(
             f"`pixel_map` 'release' scales both axes by f*/fx: it needs `focal_mode` 'fx', not {focal_mode!r}."
@@ -157,7 +162,7 @@ def checkpoint_preset(
     """
     if preset is not None:
         if preset not in PRESETS:
-            raise ValueError(f"Unknown `preset` {preset!r}. Available: {', '.join(PRESETS)}.")
+            raise ValueError(f"Unknown `preset` {preset!r}. Available: {', '.join(PRESET_NAMES)}.")
         return preset
     if "depthlm_processor_class" in saved:
         return None

@@ -25,7 +25,7 @@ from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
-from depthlm_hf.prompting.presets import PRESETS, ImageScale, PixelMap, check_settings
+from depthlm_hf.prompting.presets import PRESET_NAMES, PRESETS, ImageScale, PixelMap, check_settings
 from depthlm_hf.prompting.query_inputs import (
     Points,
     PreparedImage,
@@ -121,7 +121,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
     def from_preset(cls, preset: str, image_processor, tokenizer, chat_template: str | None = None, **overrides):
         """A processor with the settings of `PRESETS[preset]`, updated by `overrides`."""
         if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}. Available: {', '.join(PRESETS)}.")
+            raise ValueError(f"Unknown preset {preset!r}. Available: {', '.join(PRESET_NAMES)}.")
         settings = {**PRESETS[preset], "preset": preset, **overrides}
         return cls(image_processor, tokenizer, chat_template=chat_template, **settings)
 
@@ -332,13 +332,13 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
 class DepthLMProcessor(VisualPromptProcessor):
     """The DepthLM processor: visual prompts plus the six tasks' question/answer text and the answer parser.
 
-    Tasks are named in `depthlm_hf.tasks.text.TASKS`; `question_template`/`answer_template` override the
-    distance task's text (the "official_pixtral" preset uses them).
+    Tasks are named in `depthlm_hf.tasks.text.TASKS`; `question_template`/`answer_template` override the text
+    of the tasks whose `Task.preset_prompt` is set (the distance task; the "official_pixtral" preset uses them).
     """
 
     def question(self, task: str = "distance", **fields: float) -> str:
         """The question of `task`, its placeholders (e.g. `{time}`) filled from `fields`."""
-        template = self.question_template if task == "distance" else None
+        template = self.question_template if answers.get_task(task).preset_prompt else None
         return answers.question(task, template=template, **fields)
 
     def task_messages(self, task: str = "distance", **fields: float) -> list[dict]:
@@ -347,12 +347,13 @@ class DepthLMProcessor(VisualPromptProcessor):
 
     def format_answer(self, value: float, task: str = "distance") -> str:
         """The training answer for `value` [m, s or m/s], two decimals."""
-        template = self.answer_template if task == "distance" else None
+        template = self.answer_template if answers.get_task(task).preset_prompt else None
         return answers.format_answer(value, task, template=template)
 
     def answer_prefix(self, task: str = "distance") -> str:
         """The fixed text before the number in `task`'s answer (forced at inference so only the number is generated)."""
-        template = (self.answer_template if task == "distance" else None) or answers.get_task(task).answer
+        spec = answers.get_task(task)
+        template = (self.answer_template if spec.preset_prompt else None) or spec.answer
         return template.split("{value}")[0]
 
     def forced_prefix(self, task: str = "distance") -> str:

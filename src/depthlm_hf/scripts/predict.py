@@ -51,10 +51,10 @@ class PredictArguments:
             raise ValueError(f"`task` must be a task about pixels of one image, got {self.task!r}.")
         if not self.points and not self.num_points:
             raise ValueError("Pass `points` (X,Y ...) or `num_points` (a grid), or both.")
-        if self.num_points is not None and (self.num_points < 1 or self.task != "distance"):
-            raise ValueError(
-                f"`num_points` must be a positive count with `task` 'distance', got {self.num_points!r} and "
-                f"{self.task!r}."
+        if self.num_points is not None and (self.num_points < 1 or self.task != answers.DEFAULT_TASK):
+            raise ValueError(  # the point cloud asks the default task (distance) at each grid pixel
+                f"`num_points` must be a positive count with `task` {answers.DEFAULT_TASK!r}, got "
+                f"{self.num_points!r} and {self.task!r}."
             )
         if self.intrinsics is not None and len(self.intrinsics) not in (4, 6):
             raise ValueError(f"`intrinsics` must be FX FY CX CY [W H], got {self.intrinsics!r}.")

@@ -9,11 +9,17 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from depthlm_hf.tasks import labels
 
 TaskName = Literal["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
+"""The tasks' names: the keys of `TASKS` (checked at import)."""
+TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
+Unit = Literal["m", "s", "m/s"]
+"""Units of the answers: metres, seconds, metres per second."""
+DEFAULT_TASK: TaskName = "distance"
+"""The paper's task: the default of every `task` argument, and the one a point cloud asks at each pixel."""
 
 
 @dataclass(frozen=True)
@@ -29,16 +35,28 @@ class Task:
         num_points: markers per prompt (0: the question is about the images, not a pixel).
         num_images: images per prompt.
         fields: question placeholders drawn per sample (from `TaskRanges`).
+        preset_prompt: a processor's `question_template` and `answer_template` (a preset's prompt, such as the
+            official release's) replace this task's text.
     """
 
-    name: str
+    name: TaskName
     question: str
     answer: str
     label: Callable[[labels.LabelInputs], float]
-    unit: Literal["m", "s", "m/s"] = "m"
+    unit: Unit = "m"
     num_points: int = 1
     num_images: int = 1
     fields: tuple[str, ...] = ()
+    preset_prompt: bool = False
+
+    def is_per_pixel(self) -> bool:
+        """Whether the task asks one question per pixel of one image with nothing drawn per sample (no question
+        field): its answers form a map of the image, so queries of one image batch and share its resize.
+
+        >>> TASKS["z_distance"].is_per_pixel(), TASKS["speed"].is_per_pixel()
+        (True, False)
+        """
+        return self.num_images == 1 and self.num_points == 1 and not self.fields
 
 
 TaskText = Task
@@ -50,6 +68,7 @@ _TASK_LIST = (
         "How many meters is this point from the camera?",
         "The point is around {value} meters away from the camera.",
         labels.label_distance,
+        preset_prompt=True,
     ),
     Task(
         "z_distance",
@@ -89,8 +108,9 @@ _TASK_LIST = (
         num_images=2,
     ),
 )
-TASKS: dict[str, Task] = {task.name: task for task in _TASK_LIST}
+TASKS: dict[TaskName, Task] = {task.name: task for task in _TASK_LIST}
 """Every task by name; the distance texts are the paper's."""
+assert tuple(TASKS) == TASK_NAMES, f"`TASKS` {tuple(TASKS)} must list the `TaskName`s {TASK_NAMES} in order."
 
 OFFICIAL_QUESTION = (
     "Given this image, how far is the point pointed by the red arrow from the camera? Output the thinking "
@@ -107,7 +127,7 @@ def get_task(task: str) -> Task:
     try:
         return TASKS[task]
     except (KeyError, TypeError):
-        raise ValueError(f"Unknown task {task!r}. Available: {', '.join(TASKS)}.") from None
+        raise ValueError(f"Unknown task {task!r}. Available: {', '.join(TASK_NAMES)}.") from None
 
 
 def question(task: str = "distance", template: str | None = None, **fields: float) -> str:

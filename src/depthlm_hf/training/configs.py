@@ -12,11 +12,18 @@ from typing import Any, Literal, get_args
 
 from trl import GRPOConfig, SFTConfig
 
+from depthlm_hf.choices import check_choice, check_dataclass_choices
 from depthlm_hf.data.skips import DEFAULT_MAX_SKIPPED_FRACTION, check_limit
 from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.data.synthetic.scenes import get_config as scene_config
+from depthlm_hf.data.views import CROP_POSITIONS, CropPosition
+from depthlm_hf.geometry import FOCAL_MODES, FocalMode
+from depthlm_hf.models.vision_attention import VISION_ATTENTIONS, VisionAttention
+from depthlm_hf.prompting.markers import MARKER_SHAPES, MarkerShape
+from depthlm_hf.prompting.presets import PRESET_NAMES, PresetName
 from depthlm_hf.resources import check_output_dir, no_remote_code
-from depthlm_hf.tasks.text import TASKS
+from depthlm_hf.tasks.text import TASK_NAMES
+from depthlm_hf.training.rewards import REWARDS
 
 GRPO_SYSTEM_PROMPT = (
     "You answer questions about distances in images. First reason about the question inside <think> </think> "
@@ -26,12 +33,12 @@ GRPO_SYSTEM_PROMPT = (
 """System prompt of GRPO training: reason in `<think>`, answer in `<answer>` (parsed by `parse_answer`)."""
 
 LossOn = Literal["answer", "all_but_image"]
-LOSS_ON: tuple[str, ...] = get_args(LossOn)
+LOSS_ON: tuple[LossOn, ...] = get_args(LossOn)
 """Tokens that carry the SFT loss: "answer", the paper's (the answer and the end of turn); "all_but_image", the
 official release's `train.py` (every token of the conversation but padding and the image token `[IMG]`)."""
 
 TrainingPixels = Literal["unified", "release"]
-TRAINING_PIXELS: tuple[str, ...] = get_args(TrainingPixels)
+TRAINING_PIXELS: tuple[TrainingPixels, ...] = get_args(TrainingPixels)
 """Pixels of an SFT image: "unified", the marked image at the unified focal length; "release", the official
 release's Pixtral training (the marked image resized by PIL's bicubic to the nearest multiples of 28 px, and the
 image processor saved with `do_rescale` off; see `depthlm_hf.training.trainers.release_training_size`)."""
@@ -87,7 +94,7 @@ class DepthLMScriptArguments:
     )
     tasks: list[str] = field(
         default_factory=lambda: ["distance"],
-        metadata={"help": f"Tasks to train on, mixed in one model. Available: {', '.join(TASKS)}."},
+        metadata={"help": f"Tasks to train on, mixed in one model. Available: {', '.join(TASK_NAMES)}."},
     )
     task_weights: list[float] | None = field(
         default=None,
@@ -101,9 +108,12 @@ class DepthLMScriptArguments:
         default_factory=lambda: [700, 1200],
         metadata={"help": "Range [min, max] [px] of the random crop height after focal unification."},
     )
-    crop_position: Literal["center", "random"] = field(
+    crop_position: CropPosition = field(
         default="center",
-        metadata={"help": "Crop window placement: centred on the image centre (official release) or random."},
+        metadata={
+            "help": f"Crop window placement ({', '.join(CROP_POSITIONS)}): centred on the image centre (official "
+            "release) or random."
+        },
     )
     aspect_jitter: list[float] | None = field(
         default=None,
@@ -119,20 +129,23 @@ class DepthLMScriptArguments:
             "the model's saved DepthLM processor setting, else the `processor_preset`'s."
         },
     )
-    focal_mode: Literal["xy", "fx"] | None = field(
-        default=None,
-        metadata={"help": "Focal unification: 'xy' scales each axis to f*, 'fx' both by f*/fx (official release)."},
-    )
-    marker_shape: Literal["arrow", "cross", "circle", "official_arrow"] | None = field(
-        default=None, metadata={"help": "Shape of the drawn marker (paper: arrow)."}
-    )
-    marker_size: int | None = field(default=None, metadata={"help": "Marker size [px] (paper: 5)."})
-    processor_preset: Literal["paper", "official_pixtral"] | None = field(
+    focal_mode: FocalMode | None = field(
         default=None,
         metadata={
-            "help": "DepthLMProcessor preset (`depthlm_hf.prompting.presets.PRESETS`) used when the model folder "
-            "has no saved DepthLM processor. Unset: official_pixtral for the official release's files "
-            "(facebook/DepthLM or a copy), else paper (a base VLM)."
+            "help": f"Focal unification ({', '.join(FOCAL_MODES)}): 'xy' scales each axis to f*, 'fx' both by f*/fx "
+            "(official release)."
+        },
+    )
+    marker_shape: MarkerShape | None = field(
+        default=None, metadata={"help": f"Shape of the drawn marker ({', '.join(MARKER_SHAPES)}; paper: arrow)."}
+    )
+    marker_size: int | None = field(default=None, metadata={"help": "Marker size [px] (paper: 5)."})
+    processor_preset: PresetName | None = field(
+        default=None,
+        metadata={
+            "help": f"DepthLMProcessor preset ({', '.join(PRESET_NAMES)}; `depthlm_hf.prompting.presets.PRESETS`) "
+            "used when the model folder has no saved DepthLM processor. Unset: official_pixtral for the official "
+            "release's files (facebook/DepthLM or a copy), else paper (a base VLM)."
         },
     )
     max_image_pixels: int | None = field(
@@ -165,19 +178,21 @@ class DepthLMScriptArguments:
             "per image). > 1 decodes each image once, and SFT then reads the rows in index order."
         },
     )
-    vision_attention: Literal["batched", "stock"] = field(
+    vision_attention: VisionAttention = field(
         default="batched",
         metadata={
-            "help": "Qwen2.5-VL vision attention: 'batched' runs one SDPA call per window length and block "
-            "(`depthlm_hf.models.vision_attention`, same outputs), 'stock' transformers' call per window."
+            "help": f"Qwen2.5-VL vision attention ({', '.join(VISION_ATTENTIONS)}): 'batched' runs one SDPA call "
+            "per window length and block (`depthlm_hf.models.vision_attention`, same outputs), 'stock' "
+            "transformers' call per window."
         },
     )
 
     def __post_init__(self) -> None:
+        check_dataclass_choices(self)
         self.dataset_specs()
-        unknown = [task for task in self.tasks if task not in TASKS]
+        unknown = [task for task in self.tasks if task not in TASK_NAMES]
         if unknown or not self.tasks:
-            raise ValueError(f"Unknown `tasks` {unknown or self.tasks!r}. Available: {', '.join(TASKS)}.")
+            raise ValueError(f"Unknown `tasks` {unknown or self.tasks!r}. Available: {', '.join(TASK_NAMES)}.")
         _check_weights("task_weights", self.task_weights, len(self.tasks), "tasks")
         _check_range("crop_width", self.crop_width)
         _check_range("crop_height", self.crop_height)
@@ -200,8 +215,6 @@ class DepthLMScriptArguments:
             raise ValueError(f"`unified_focal_length` must be > 0 [px], got {self.unified_focal_length}.")
         if self.rows_per_image < 1:
             raise ValueError(f"`rows_per_image` must be >= 1, got {self.rows_per_image}.")
-        if self.vision_attention not in ("batched", "stock"):
-            raise ValueError(f"`vision_attention` must be 'batched' or 'stock', got {self.vision_attention!r}.")
 
     def processor_overrides(self) -> dict[str, Any]:
         """The DepthLMProcessor settings given explicitly (`marker` holds only the given marker keys)."""
@@ -275,9 +288,8 @@ class DepthLMSFTConfig(SFTConfig):
 
     def __post_init__(self) -> None:
         check_trainer_arguments(self)
-        for name, allowed in (("loss_on", LOSS_ON), ("training_pixels", TRAINING_PIXELS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
+        check_choice("loss_on", self.loss_on, LossOn)
+        check_choice("training_pixels", self.training_pixels, TrainingPixels)
         self.completion_only_loss = self.loss_on == "answer"
         super().__post_init__()
 
@@ -290,8 +302,8 @@ class DepthLMGRPOConfig(GRPOConfig):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["neg_l1"],
         metadata={
-            "help": "Reward functions: names in `depthlm_hf.training.rewards.REWARDS` (neg_l1, neg_l2, neg_absrel, "
-            "delta1, format) or dotted import paths. Paper: neg_l1."
+            "help": f"Reward functions: names in `depthlm_hf.training.rewards.REWARDS` ({', '.join(REWARDS)}) or "
+            "dotted import paths. Paper: neg_l1."
         },
     )
     unparseable_penalty: float | None = field(

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from depthlm_hf.tasks.text import DEFAULT_TASK
+
 CARD_INFO_FILE = "depthlm_card.json"
 
 _CITATION = """@article{cai2025depthlm,
@@ -115,7 +117,7 @@ def card_eval_results(results: dict[str, dict[str, dict[str, float]]]) -> dict[s
     figures = {}
     for task, per_dataset in results.items():
         for dataset, metrics in per_dataset.items():
-            name = dataset if task == "distance" else f"{dataset}/{task}"
+            name = dataset if task == DEFAULT_TASK else f"{dataset}/{task}"
             kept = {m: float(metrics[m]) for m in CARD_METRICS if m in metrics and math.isfinite(metrics[m])}
             if kept:
                 figures[name] = kept

@@ -23,12 +23,15 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from depthlm_hf.choices import check_choice
 from depthlm_hf.tasks.text import parse_answer
 
 RewardFunc = Callable[..., list[float | None]]
 Metric = Literal["l1", "l2", "absrel", "delta1"]
+"""The accuracy measures of `metric_reward`."""
+METRICS: tuple[Metric, ...] = get_args(Metric)
 
 _THINK_ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 
@@ -65,6 +68,7 @@ def metric_reward(prediction: float, target: float, metric: Metric) -> float:
     >>> tuple(metric_reward(prediction, 2.0, "delta1") for prediction in (2.4, 2.6, 0.0))
     (1.0, 0.0, 0.0)
     """
+    check_choice("metric", metric, Metric)
     error = prediction - target
     if metric == "l1":
         return -abs(error)
@@ -72,11 +76,9 @@ def metric_reward(prediction: float, target: float, metric: Metric) -> float:
         return -(error**2)
     if metric == "absrel":
         return -abs(error) / target
-    if metric == "delta1":
-        if prediction <= 0:
-            return 0.0
-        return 1.0 if max(prediction / target, target / prediction) < 1.25 else 0.0
-    raise ValueError(f"Unknown metric {metric!r}. Available: l1, l2, absrel, delta1.")
+    if prediction <= 0:  # delta1
+        return 0.0
+    return 1.0 if max(prediction / target, target / prediction) < 1.25 else 0.0
 
 
 def _column(columns: dict[str, Any], name: str, size: int) -> Sequence[Any] | None:
@@ -106,8 +108,7 @@ class AnswerReward:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.metric not in ("l1", "l2", "absrel", "delta1"):
-            raise ValueError(f"`metric` must be one of l1, l2, absrel, delta1, got {self.metric!r}.")
+        check_choice("metric", self.metric, Metric)
         if self.penalty is not None and not math.isfinite(self.penalty):
             raise ValueError(f"`penalty` must be a finite number or None, got {self.penalty!r}.")
         self.__name__ = self.name or f"{self.metric}_reward"

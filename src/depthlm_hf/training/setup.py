@@ -8,7 +8,6 @@ import importlib.util
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Dataset
 from transformers import AutoModelForImageTextToText, PreTrainedModel
@@ -16,11 +15,12 @@ from trl import ModelConfig, get_peft_config
 
 from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
-from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig
+from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig, index_dataset
 from depthlm_hf.models import vision_attention
 from depthlm_hf.prompting.presets import checkpoint_preset, preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source, no_remote_code
+from depthlm_hf.tasks.text import get_task
 from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
 from depthlm_hf.training.configs import DepthLMScriptArguments
 from depthlm_hf.training.data_report import DataSkipReport
@@ -65,36 +65,6 @@ def _with_overrides(processor: DepthLMProcessor, overrides: dict[str, Any]) -> D
     return type(processor)(processor.image_processor, processor.tokenizer, **settings)
 
 
-class RowTransform:
-    """Picklable `datasets` transform from sample indices to TRL rows, rendered on access by `view`.
-
-    `kind` "sft" gives prompt/completion rows, "grpo" prompt rows; both carry the `depth` target and `task`
-    (rewards and generation metrics read them) and the sample `index` (it identifies the sample in logs and tests).
-    """
-
-    COLUMNS = {
-        "sft": ("images", "prompt", "completion", "depth", "task", "index"),
-        "grpo": ("images", "prompt", "depth", "task", "index"),
-    }
-
-    def __init__(self, view: Any, kind: str) -> None:
-        self.view, self.kind = view, kind
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = [self.view[int(index)] for index in batch["index"]]
-        columns = {key: [row[key] for row in rows] for key in self.COLUMNS[self.kind] if key != "index"}
-        columns["index"] = [int(index) for index in batch["index"]]
-        return columns
-
-
-def index_dataset(num_samples: int, view: Any, kind: str) -> Dataset:
-    """A map-style `datasets.Dataset` of `num_samples` rows rendered lazily by `view` (sample i is a
-    deterministic function of i, so runs resume and shard across processes exactly)."""
-    dataset = Dataset.from_dict({"index": np.arange(num_samples, dtype=np.int64)})
-    dataset.set_transform(RowTransform(view, kind))
-    return dataset
-
-
 def num_train_samples(training_args: Any) -> int:
     """Samples the run consumes: `max_steps` x the global batch size (`max_steps` must be set)."""
     if training_args.max_steps is None or training_args.max_steps <= 0:
@@ -124,7 +94,7 @@ def record_sources(script_args: DepthLMScriptArguments, seed: int, max_pixels: i
         script_args.synthetic,
         num_scenes=script_args.synthetic_scenes,
         seed=seed,
-        two_view="translation" in script_args.tasks,
+        two_view=any(get_task(task).num_images == 2 for task in script_args.tasks),
         **overrides,
     )
     return {f"synthetic_{script_args.synthetic}": scenes}
