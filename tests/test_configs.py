@@ -90,7 +90,7 @@ def test_closed_choices_are_the_owning_modules_literals_on_the_command_line_and_
         "crop_position": CropPosition,
         "focal_mode": FocalMode | None,
         "marker_shape": MarkerShape | None,
-        "processor_preset": PresetName,
+        "processor_preset": PresetName | None,
         "vision_attention": VisionAttention,
     }
     assert {name: hints[name] for name in owners} == owners
