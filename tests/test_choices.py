@@ -24,6 +24,7 @@ from depthlm_hf.prompting.presets import (
     PresetName,
 )
 from depthlm_hf.tasks.text import TASK_NAMES, TASKS, TaskName
+from depthlm_hf.training.configs import LOSS_ON, TRAINING_PIXELS, LossOn, TrainingPixels
 from depthlm_hf.training.rewards import METRICS, Metric
 
 Shade = Literal["red", "blue"]
@@ -50,6 +51,8 @@ def test_each_tuple_is_its_literals_values_and_registries_follow_their_literal()
         (METRICS, Metric),
         (VISION_ATTENTIONS, VisionAttention),
         (TASK_NAMES, TaskName),
+        (LOSS_ON, LossOn),
+        (TRAINING_PIXELS, TrainingPixels),
     ]
     assert all(values == get_args(literal) and len(values) > 1 for values, literal in pairs)
     assert tuple(PRESETS) == PRESET_NAMES and tuple(TASKS) == TASK_NAMES
