@@ -9,7 +9,7 @@ Reads the documented layout with `pyarrow` (feather files), following the conven
     <root>/<split>/<log_id>/calibration/egovehicle_SE3_sensor.feather      sensor_name, qw, qx, qy, qz, tx_m, ty_m, tz_m
     <root>/<split>/<log_id>/city_SE3_egovehicle.feather                    timestamp_ns, qw, ..., tz_m
 
-Each camera image takes the lidar sweep closest in time (none farther than half the 10 Hz sweep period);
+Each camera image takes the lidar sweep closest in time (none farther than 51 ms, av2's synchronisation rule);
 its points are motion-compensated through the city frame (ego at lidar time -> city -> ego at camera
 time) and projected with the pinhole model. Images whose fx exceeds 1000 px are downscaled to fx = 1000
 (LANCZOS), as the release does. Splits: the dataset's `train` and `val` folders, every frame
@@ -48,7 +48,8 @@ RING_CAMERAS = (
 """The cameras the release's loop visits (`av2`'s `RingCameras`; its stereo names are never reached)."""
 
 MAX_FOCAL = 1000.0
-MAX_LIDAR_OFFSET_NS = 50_000_000
+MAX_LIDAR_OFFSET_NS = 51_000_000
+"""av2's `MAX_LIDAR_ANYCAM_TIMESTAMP_DIFF`: (the 100 ms sweep interval + a 2 ms buffer) / 2."""
 
 
 @lru_cache(maxsize=8)  # a log's calibration and poses are read once per image otherwise
