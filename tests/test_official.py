@@ -273,3 +273,51 @@ def test_official_protocol_is_the_release_sampling(release_datasets, official_pr
         # The release reads the jsonl with pandas, whose fast float parser can drop the last digit or two.
         label = float(theirs["solution"].removeprefix("<answer> ").removesuffix(" </answer>"))
         assert label == pytest.approx(record["depth"][point_index], rel=1e-14)
+
+
+SCORING_CASES = [
+    # text, target [m], parse_answer (ours), release_answer (math-verify), our delta1 hit, the release's hit
+    ("<think> The point is around 3.14 meters away from the camera. </think>\n\n<answer> 3.14 </answer>",
+     3.14, 3.14, 3.14, True, True),
+    ("<answer> -3.14 </answer>", 3.14, -3.14, -3.14, False, True),  # both ratios negative: < 1.25
+    ("250 cm", 2.5, 2.5, 250.0, True, False),  # no unit conversion in the release
+    ("2e1", 20.0, 20.0, 2.0, True, False),
+    ("1/2", 0.5, 1.0, 0.5, False, True),  # a fraction there, the first number of a list here
+    ("<answer> 2 </answer><answer> 3 </answer>", 3.0, 2.0, 3.0, False, True),  # the first tag here, the last there
+    ("around 3 to 4 meters", 3.0, 3.0, 4.0, True, False),
+    ("0", 3.14, 0.0, 0.0, False, False),  # a division by zero there: a miss
+    ("no idea", 3.14, None, None, False, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text, target, ours, theirs, our_hit, their_hit", SCORING_CASES)
+def test_release_scoring_edge_cases(text, target, ours, theirs, our_hit, their_hit):
+    """The release reads `float(math_verify.parse(text)[0])` and hits on max(p/g, g/p) < 1.25 (docs/official.md)."""
+    pytest.importorskip("math_verify")
+    from depthlm_hf.metrics.functional import depth_metrics, release_delta1
+
+    assert answers.parse_answer(text) == (pytest.approx(ours) if ours is not None else None)
+    assert answers.release_answer(text) == (pytest.approx(theirs) if theirs is not None else None)
+    assert depth_metrics([text], [target])["delta1"] == float(our_hit)
+    assert release_delta1([answers.release_answer(text)], [target]) == float(their_hit)
+
+
+def test_official_protocol_reports_the_release_scoring(ibims1_dir, tmp_path, monkeypatch):
+    """`depthlm eval --protocol official` adds `release_delta1`: here every answer is the label negated, a miss for
+    DepthLM's delta1 and a hit for the release's."""
+    pytest.importorskip("math_verify")
+    from depthlm_hf.metrics import runner
+    from depthlm_hf.scripts.eval import main
+
+    def negated(model, source, chunk, task):
+        labels = [sample["label"] for sample in chunk]
+        return [{"prediction": -label, "confidence": None, "text": f"<answer> {-label} </answer>"} for label in labels]
+
+    monkeypatch.setattr(runner, "predict_chunk", negated)
+    data = f"ibims1={ibims1_dir / 'ibims1_val.jsonl'}:{ibims1_dir}"
+    args = ["--model", "constant:2.0", "--data", data, "--preset", "official_pixtral", "--plots", "false"]
+    official = main([*args, "--protocol", "official", "--output_dir", str(tmp_path / "official")])
+    metrics = official["distance"]["ibims1"]
+    assert metrics["num_samples"] == 128 and metrics["delta1"] == 0.0 and metrics["release_delta1"] == 1.0
+    fixed = main([*args, "--num_samples", "16", "--output_dir", str(tmp_path / "fixed")])
+    assert "release_delta1" not in fixed["distance"]["ibims1"]

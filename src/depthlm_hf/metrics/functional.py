@@ -157,3 +157,20 @@ def delta_accuracy(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.maximum(preds / refs, refs / preds)
     return float((valid & (ratio < threshold)).sum()) / preds.size
+
+
+def release_delta1(predictions: Sequence[float | None], references: Sequence[float]) -> float:
+    """delta1 as the official release scores it (`utils/metrics.py::delta1_metric`): a sample is a hit when
+    `max(p/g, g/p) < 1.25`, so a **negative** prediction is a hit (both ratios are negative), while `None` and
+    0 (a division by zero) are misses. `depth_metrics` counts negative predictions as misses instead.
+
+    >>> release_delta1([-3.14, 3.0, None, 0.0, 4.0], [3.14, 3.14, 3.14, 3.14, 3.14])
+    0.4
+    """
+    if len(predictions) != len(references) or not references:
+        raise ValueError(f"`predictions` ({len(predictions)}) and `references` ({len(references)}) must match, > 0.")
+    hits = 0
+    for p, g in zip(predictions, references, strict=True):
+        if p is not None and p != 0:
+            hits += max(p / g, g / p) < 1.25
+    return hits / len(references)

@@ -37,7 +37,7 @@ from depthlm_hf.data.sources import DatasetSpec, parse_dataset_specs
 from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.inference.ranks import Ranks, launched_ranks
 from depthlm_hf.inference.runstate import check_run_info, json_digest, model_fingerprint, write_atomic
-from depthlm_hf.metrics.functional import depth_metrics
+from depthlm_hf.metrics.functional import depth_metrics, release_delta1
 from depthlm_hf.metrics.predictions import (
     append_rows,
     merge_predictions,
@@ -77,7 +77,8 @@ class EvalArguments:
         default="fixed",
         metadata={
             "help": "'fixed': `num_samples` pairs drawn with `seed` (or 'all'); 'official': the official release's "
-            "128 distance samples (image k mod N, one pixel per slot from random.seed(42)); see docs/official.md."
+            "128 distance samples (image k mod N, one pixel per slot from random.seed(42)), and its scoring as "
+            "`release_delta1` beside delta1 (math-verify's reading, negatives hit); see docs/official.md."
         },
     )
     tasks: list[str] = field(default_factory=lambda: ["distance"], metadata={"help": "Tasks to evaluate."})
@@ -130,6 +131,8 @@ class EvalArguments:
             constant_value(self.model)
         else:
             check_model_source(self.model, "model")
+            if self.protocol == "official":
+                answers.release_answer(None)  # its scoring reads answers with math-verify: missing, fail now
         model = None if self.model.startswith("constant:") else self.model
         inputs = {"model": model, **{f"data {spec.name!r}": spec.jsonl for spec in self.data_specs()}}
         check_output_dir(self.output_dir, "output_dir", inputs)
@@ -341,6 +344,9 @@ def run_dataset_task(
             f"{describe('records', skipped_records)}): check the dataset or drop the task."
         )
     metrics = depth_metrics([r["prediction"] for r in rows], [r["label"] for r in rows], task=task)
+    if args.protocol == "official":  # and the release's scoring: math-verify's reading of the text, its hit rule
+        values = [r["prediction"] if r.get("text") is None else answers.release_answer(r["text"]) for r in rows]
+        metrics["release_delta1"] = release_delta1(values, [r["label"] for r in rows])
     metrics["skipped_samples"] = len(samples) - len(rows)
     metrics["skipped_sample_reasons"] = skipped_samples["reasons"]
     metrics["skipped_records"] = skipped_records

@@ -220,3 +220,30 @@ def parse_answer(text: object, task: str = "distance") -> float | None:
                 value *= factor
                 break
     return value if math.isfinite(value) else None
+
+
+def release_answer(text: object) -> float | None:
+    """The number the official release's evaluation reads from a free generation, or `None` when it reads none.
+
+    The release (`utils/metrics.py::delta1_metric`) takes `float(math_verify.parse(text)[0])`: math-verify's
+    last expression, in the unit as written. It differs from `parse_answer` (measured with math-verify 0.9.0):
+    "250 cm" -> 250.0 (no unit conversion), "2e1" -> 2.0, "1/2" -> 0.5 (a fraction), "around 3 to 4 meters"
+    -> 4.0 and two `<answer>` tags -> the last one's number. Needs the `official` extra (math-verify).
+
+    >>> release_answer("<answer> 2 </answer><answer> 3 </answer>"), release_answer("1/2"), release_answer("no")
+    (3.0, 0.5, None)
+    """
+    try:
+        from math_verify import parse
+    except ImportError:
+        raise ImportError(
+            "The official release's scoring parses answers with math-verify: `pip install depthlm-hf[official]` "
+            "(or `pip install math-verify`)."
+        ) from None
+    if not isinstance(text, str):
+        return None
+    try:
+        value = float(parse(text)[0])
+    except Exception:  # the release scores any failure to read a number as a miss
+        return None
+    return value if math.isfinite(value) else None
