@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import PixtralImageProcessor, Qwen2VLImageProcessor
 
 from depthlm_hf.models.tiny import tiny_llava_pixtral, tiny_processor
-from depthlm_hf.prompting.image_scale import keep_scale, keep_scale_kwargs, qwen_grid_size
+from depthlm_hf.prompting.image_scale import keep_scale, keep_scale_kwargs
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
 IBIMS = [559.62, 558.14, 361.87, 241.99, 640, 480]
@@ -58,8 +58,9 @@ def test_qwen_small_crops_are_not_upscaled():
     camera = [100.0, 100.0, 79.5, 59.5, 160, 120]  # f* 1000: 1600x1200; crop a 112x84 window around (80, 60)
     image = Image.fromarray(np.full((120, 160, 3), 90, np.uint8))
     prepared = processor.prepare(image, camera, [[80, 60]], crop=(748, 558, 112, 84))
-    batch = processor.image_processor(images=[prepared.image], **keep_scale(processor, prepared.image))
-    assert batch["image_grid_thw"].tolist() == [[1, 6, 8]]
+    image, kwargs = keep_scale(processor, prepared.image)
+    assert image is prepared.image  # 112x84: whole 28 px blocks, nothing to pad
+    assert processor.image_processor(images=[image], **kwargs)["image_grid_thw"].tolist() == [[1, 6, 8]]
 
 
 def test_keep_scale_kwargs_by_type():
@@ -68,8 +69,8 @@ def test_keep_scale_kwargs_by_type():
     assert keep_scale_kwargs(qwen, [(100, 80)]) == {}  # inside the limits: nothing to change
     assert keep_scale_kwargs(PixtralImageProcessor(), [(1143, 859)]) == {"do_resize": False}
     assert keep_scale_kwargs(PixtralImageProcessor(do_resize=False), [(1143, 859)]) == {}
-    assert keep_scale_kwargs(object(), [(1143, 859)]) == {}
-    assert qwen_grid_size(10, 13) == (28, 28)
+    with pytest.raises(ValueError, match="object cannot keep the unified scale: DepthLM cannot tell how it resizes"):
+        keep_scale_kwargs(object(), [(1143, 859)])
 
 
 def test_image_scale_round_trips_and_is_validated(tmp_path):

@@ -221,6 +221,7 @@ def test_fast_image_path_gives_the_same_answers(trained):
 
 def test_other_image_backends_fall_back_to_the_stock_path(trained, monkeypatch):
     """With the torchvision-backed image processor (GPU machines) the fast path is off and answers stay right."""
+    from depthlm_hf.models import families
     from depthlm_hf.prompting import marker_patches
 
     model, processor = trained
@@ -228,7 +229,7 @@ def test_other_image_backends_fall_back_to_the_stock_path(trained, monkeypatch):
     reference = DepthLMPredictor(model, processor, show_progress=False, fast_images=False).predict(
         flat_image(90), CAMERA, points
     )
-    monkeypatch.setattr(marker_patches, "Qwen2VLImageProcessorPil", type("NotThisBackend", (), {}))
+    monkeypatch.setattr(families, "MARKER_PATCH_TYPES", (type("NotThisBackend", (), {}),))
     assert not marker_patches.supported(processor)
     monkeypatch.setattr(marker_patches, "MarkedImageBatcher", None)  # the fast path must not be reached
     got = DepthLMPredictor(model, processor, show_progress=False).predict(flat_image(90), CAMERA, points)

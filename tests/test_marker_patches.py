@@ -7,10 +7,11 @@ import PIL
 import pytest
 import torch
 from PIL import Image
+from transformers import Qwen2VLImageProcessorPil
 
 from depthlm_hf.geometry import CameraIntrinsics
 from depthlm_hf.models.tiny import tiny_processor
-from depthlm_hf.prompting.marker_patches import MarkedImageBatcher, Qwen2VLImageProcessorPil, supported
+from depthlm_hf.prompting.marker_patches import MarkedImageBatcher, supported
 from depthlm_hf.prompting.markers import marker_fits
 
 PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13  # gradio (the `app` extra) still pins Pillow < 13

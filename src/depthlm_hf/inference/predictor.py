@@ -37,7 +37,7 @@ from depthlm_hf.inference.backend import (
     QueryPredictor,
 )
 from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndCriteria
-from depthlm_hf.models import vision_attention
+from depthlm_hf.models import families, vision_attention
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import checkpoint_source, no_remote_code, resolve_device
@@ -45,7 +45,8 @@ from depthlm_hf.resources import checkpoint_source, no_remote_code, resolve_devi
 
 class DepthLMPredictor(QueryPredictor):
     """A DepthLM model and its processor, answering batches of visual-prompt queries with transformers.
-    Qwen2.5-VL vision attention runs batched (exact; `vision_attention.disable(predictor.model)` undoes it).
+    Vision attention runs batched where the family registry says so (Qwen2.5-VL; exact;
+    `vision_attention.disable(predictor.model)` undoes it).
 
     Args:
         model: a transformers image-text-to-text model (Qwen2.5-VL, Llava/Pixtral, ...).
@@ -74,7 +75,8 @@ class DepthLMPredictor(QueryPredictor):
     ) -> None:
         super().__init__(processor, batch_size, max_new_tokens, show_progress)
         self.model = model.eval()
-        vision_attention.enable(self.model)
+        if families.batched_vision_attention(self.model):
+            vision_attention.enable(self.model)
         self.fast_images = fast_images
         self.classes = self.classes.to(self.device)
 

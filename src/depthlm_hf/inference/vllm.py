@@ -66,7 +66,7 @@ class VLLMPredictor(QueryPredictor):
         out, requests = Generated([], []), []
         for image in queries.marked_images():
             # vLLM runs the checkpoint's own image processor: it too must keep the unified scale.
-            kwargs = keep_scale(self.processor, image)
+            image, kwargs = keep_scale(self.processor, image)
             requests.append(
                 {"prompt": queries.prompt, "multi_modal_data": {"image": image}, "mm_processor_kwargs": kwargs}
             )

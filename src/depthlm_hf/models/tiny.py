@@ -9,6 +9,7 @@ exactly the answer and `<|im_end|>`), and the weights are random.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -92,15 +93,28 @@ def _tokenizer_json(vocab_size: int) -> str:
     return tokenizer.to_str()
 
 
-def tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with Qwen2.5-VL's special tokens and single-digit tokens, trained offline."""
+def tiny_tokenizer(
+    vocab_size: int = 512,
+    extra_tokens: Sequence[str] = (),
+    attributes: dict[str, str] | None = None,
+    eos_token: str = "<|im_end|>",
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with Qwen2.5-VL's special tokens and single-digit tokens, trained offline.
+
+    `extra_tokens` are added as special tokens after the trained vocabulary (another family's), `attributes`
+    become tokenizer attributes naming special tokens (e.g. `{"boi_token": "<start_of_image>"}`).
+    """
+    added = [token for token in dict.fromkeys([*extra_tokens, eos_token]) if token not in SPECIAL_TOKENS]
+    backend = Tokenizer.from_str(_tokenizer_json(vocab_size))
+    backend.add_special_tokens(added)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tokenizer_json(vocab_size)),
+        tokenizer_object=backend,
         bos_token=None,
-        eos_token="<|im_end|>",
+        eos_token=eos_token,
         pad_token="<|endoftext|>",
         unk_token=None,
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        additional_special_tokens=[*SPECIAL_TOKENS[1:], *added],
+        extra_special_tokens=dict(attributes or {}),
         model_max_length=32768,
     )
     tokenizer.chat_template = CHAT_TEMPLATE

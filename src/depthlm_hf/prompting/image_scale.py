@@ -1,82 +1,69 @@
 """Keep the unified image's scale through the wrapped VLM image processor.
 
-A DepthLM prompt only works at the focal length the model was trained on, but VLM image processors
-rescale images to their own limits: Pixtral's stock `longest_edge` 1024 shrinks a 1143x857 unified image
-to 1024x768 (f* 1000 -> 896) and rounds every side up to a multiple of 16; Qwen2-VL's `max_pixels`
-shrinks any image above it. `keep_scale_kwargs` gives the per-call image-processor settings under
-which the image reaches the model at its own scale:
-
-- Pixtral: `do_resize=False`, as the official release trains (the vision tower drops the last
-  partial 16 px row and column of patches; nothing is rescaled);
-- Qwen2-VL / Qwen2.5-VL: pixel limits widened to hold the image, so the only resize left is the
-  processor's rounding of each side to a multiple of 28 px (at most 14 px, a scale within 1-2 %);
-- other image processors: nothing is changed (their limits are their own; see the docs).
+A DepthLM prompt only works at the focal length the model was trained on, but VLM image processors resize
+images to their own limits: Pixtral's stock `longest_edge` 1024 shrinks a 1143x857 unified image to 1024x768
+(f* 1000 -> 896); Qwen2-VL's `max_pixels` shrinks any image above it and rounds each side to 28 px; Gemma 3
+squashes every image to one square. The family registry (`depthlm_hf.models.families.scale_rule`) says, per
+image processor, how the image reaches the model unscaled: padded on the right and bottom (pixel coordinates,
+principal point and focal length unchanged) and called with per-call settings, or refused with a `ValueError`
+that names the processor and why. `keep_scale` applies it; with `image_scale="processor"` nothing is changed.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from transformers import (
-    PixtralImageProcessor,
-    PixtralImageProcessorPil,
-    Qwen2VLImageProcessor,
-    Qwen2VLImageProcessorPil,
-)
+from PIL import Image
 
+from depthlm_hf.models.families import scale_rule
 from depthlm_hf.prompting.query_inputs import pil_images
 
-logger = logging.getLogger(__name__)
 
-_PIXTRAL = (PixtralImageProcessor, PixtralImageProcessorPil)
-_QWEN = (Qwen2VLImageProcessor, Qwen2VLImageProcessorPil)
+def pad_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` padded with black on the right and bottom to `size` (width, height) [px]; itself when it fits.
 
-
-def qwen_grid_size(width: int, height: int, factor: int = 28) -> tuple[int, int]:
-    """Size `(width, height)` [px] a Qwen2-VL processor gives an image when its pixel limits do not bind.
-
-    Each side is rounded to the nearest multiple of `factor` (patch 14 x merge 2), at least `factor`.
-
-    >>> qwen_grid_size(1143, 859)
-    (1148, 868)
+    >>> white = Image.new("RGB", (3, 2), "white")
+    >>> padded = pad_image(white, (4, 4))
+    >>> padded.getpixel((2, 1)), padded.getpixel((3, 3)), pad_image(white, (3, 2)) is white
+    ((255, 255, 255), (0, 0, 0), True)
     """
-    return max(factor, round(width / factor) * factor), max(factor, round(height / factor) * factor)
+    if image.size == tuple(size):
+        return image
+    if image.width > size[0] or image.height > size[1]:
+        raise ValueError(f"`size` {tuple(size)} is smaller than the {image.width}x{image.height} image.")
+    out = Image.new(image.mode, tuple(size))
+    out.paste(image, (0, 0))
+    return out
+
+
+def model_size(image_processor: Any, size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) [px] a unified image of `size` is padded to for `image_processor` (its family's rule);
+    the model sees it unscaled, so model pixel = unified pixel and the model's focal length is f*."""
+    return scale_rule(image_processor).model_size(image_processor, tuple(size))
 
 
 def keep_scale_kwargs(image_processor: Any, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """Per-call settings for `image_processor` that keep images of `sizes` [(width, height) px] at their scale.
-
-    Returns `{}` when the processor's own settings already keep them (or it is of an unknown type).
-    """
-    if isinstance(image_processor, _PIXTRAL):
-        return {"do_resize": False} if image_processor.do_resize else {}
-    if not isinstance(image_processor, _QWEN) or not sizes:
-        return {}
-    factor = int(image_processor.patch_size) * int(image_processor.merge_size)
-    areas = [w * h for w, h in (qwen_grid_size(w, h, factor) for w, h in sizes)]
-    low, high = int(image_processor.size["shortest_edge"]), int(image_processor.size["longest_edge"])
-    if low <= min(areas) and max(areas) <= high:
-        return {}
-    logger.info(
-        "Widening the Qwen image processor's pixel limits [%d, %d] to [%d, %d] for this call so that the "
-        "unified images (largest %d px) keep the unified focal length; crop or lower the unified focal length "
-        "to use fewer image tokens.",
-        low,
-        high,
-        min(low, min(areas)),
-        max(high, max(areas)),
-        max(areas),
-    )
-    return {"size": {"shortest_edge": min(low, min(areas)), "longest_edge": max(high, max(areas))}}
+    """Per-call settings for `image_processor` that keep unified images of `sizes` [(width, height) px], once
+    padded to `model_size`, at their scale (`{}` when its own settings already do)."""
+    rule = scale_rule(image_processor)
+    return rule.call_kwargs(image_processor, [rule.model_size(image_processor, tuple(s)) for s in sizes])
 
 
-def keep_scale(processor: Any, images: Any) -> dict[str, Any]:
-    """Per-call image-processor settings of `processor` for `images` (PIL images at any nesting).
+def _map_images(images: Any, fn: Any) -> Any:
+    if isinstance(images, Image.Image):
+        return fn(images)
+    if isinstance(images, (list, tuple)):
+        return type(images)(_map_images(item, fn) for item in images)
+    return images
 
-    `{}` when the processor's `image_scale` is "processor"; else `keep_scale_kwargs` for the images' sizes.
-    """
-    if processor.image_scale == "processor":
-        return {}
-    return keep_scale_kwargs(processor.image_processor, [image.size for image in pil_images(images)])
+
+def keep_scale(processor: Any, images: Any) -> tuple[Any, dict[str, Any]]:
+    """`images` (PIL images at any nesting) padded as `processor`'s image processor needs, and the per-call
+    settings under which it keeps them unscaled. Unchanged and `{}` when `image_scale` is "processor"."""
+    if processor.image_scale == "processor" or images is None:
+        return images, {}
+    image_processor = processor.image_processor
+    rule = scale_rule(image_processor)
+    padded = _map_images(images, lambda image: pad_image(image, rule.model_size(image_processor, image.size)))
+    return padded, rule.call_kwargs(image_processor, [image.size for image in pil_images(padded)])

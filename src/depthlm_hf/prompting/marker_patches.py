@@ -22,13 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from depthlm_hf.models import families
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
-
-try:  # transformers >= 5 splits image processors by backend; this module reproduces the PIL one only.
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-except ImportError:  # an older transformers without the PIL class: no fast path
-    Qwen2VLImageProcessorPil = None
 
 # PIL's bicubic filter reaches 2 source pixels (times the downscale factor) on each side.
 _BICUBIC_SUPPORT = 2.0
@@ -43,8 +39,7 @@ def supported(processor: Any) -> bool:
     image_processor = getattr(processor, "image_processor", None)
     style = getattr(processor, "marker_style", None)
     return (
-        Qwen2VLImageProcessorPil is not None
-        and isinstance(image_processor, Qwen2VLImageProcessorPil)
+        families.marker_patches_apply(processor)
         and int(getattr(image_processor, "resample", -1)) == int(Image.Resampling.BICUBIC)
         and style is not None
         and not style.numbered
@@ -67,12 +62,13 @@ class MarkedImageBatcher:
 
     def __init__(self, processor: Any, image: Image.Image, text_inputs: dict[str, torch.Tensor], device=None) -> None:
         self.processor = processor
+        image, scale_kwargs = keep_scale(processor, image)  # padded as the family's rule says (pixels unmoved)
         self.image = image
         self.style: MarkerStyle = processor.marker_style
         ip = processor.image_processor
         self.image_processor = ip
         self.patch, self.merge = int(ip.patch_size), int(ip.merge_size)
-        base = ip(images=[image], return_tensors="pt", **keep_scale(processor, image))
+        base = ip(images=[image], return_tensors="pt", **scale_kwargs)
         self.grid = base["image_grid_thw"]  # (1, 3): t, rows, cols of patches
         _, self.rows, self.cols = (int(v) for v in self.grid[0])
         self.out_width, self.out_height = self.cols * self.patch, self.rows * self.patch

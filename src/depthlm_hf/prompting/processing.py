@@ -290,8 +290,8 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         if intrinsics is None:
             if points is not None:
                 raise ValueError("`points` need `intrinsics`: pass one camera per image.")
-            kwargs = {**keep_scale(self, images), **kwargs}  # unified training rows keep their scale
-            return self.base_processor(images=images, text=text, **kwargs)
+            images, scale_kwargs = keep_scale(self, images)  # unified training rows keep their scale
+            return self.base_processor(images=images, text=text, **{**scale_kwargs, **kwargs})
         if text is not None:
             raise ValueError("Pass either `text` (a plain VLM call) or `intrinsics` and `points`, not both.")
         if not isinstance(question, str) or not question:
@@ -299,7 +299,8 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         base = self.base_processor
         prompt = self.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
         query_images = self.query_images(images, intrinsics, points, points_per_query)
-        kwargs = {**keep_scale(self, query_images), **kwargs}
+        query_images, scale_kwargs = keep_scale(self, query_images)
+        kwargs = {**scale_kwargs, **kwargs}
         merged = self._merge_kwargs(DepthLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         return base(
             images=query_images,

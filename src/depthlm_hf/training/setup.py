@@ -16,7 +16,7 @@ from trl import ModelConfig, get_peft_config
 from depthlm_hf.data.grouped import GroupedMixtureView, GroupedTrainingView
 from depthlm_hf.data.synthetic.scenes import SyntheticDataset
 from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig, index_dataset
-from depthlm_hf.models import vision_attention
+from depthlm_hf.models import families, vision_attention
 from depthlm_hf.prompting.presets import checkpoint_preset, preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.resources import check_model_source, no_remote_code
@@ -202,7 +202,10 @@ def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
 
 
 def set_vision_attention(model: torch.nn.Module, script_args: DepthLMScriptArguments) -> torch.nn.Module:
-    """`model` with the vision attention `script_args.vision_attention` asks for (a no-op without Qwen2.5-VL)."""
+    """`model` with the vision attention `script_args.vision_attention` asks for (a no-op for families the registry
+    gives no batched vision attention)."""
+    if not families.batched_vision_attention(model):
+        return model
     (vision_attention.enable if script_args.vision_attention == "batched" else vision_attention.disable)(model)
     return model
 

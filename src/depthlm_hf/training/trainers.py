@@ -16,6 +16,8 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.metrics.functional import depth_metrics
+from depthlm_hf.models import families
+from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import LOSS_ON, TRAINING_PIXELS, LossOn, TrainingPixels
 from depthlm_hf.training.modelcard import ModelCardMixin
@@ -152,6 +154,7 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
     TRL labels the completion as the chat template renders it, which for Qwen templates ends with a
     newline after `<|im_end|>`; here nothing after the first end-of-turn token carries a label, so the
     loss covers exactly the answer and the end-of-turn token. Image and padding tokens never carry one.
+    The end-of-turn token is `end_of_turn_token`, else the family registry's (`families.end_of_turn_token`).
 
     `loss_on="all_but_image"` is the official release's objective instead: every token of the conversation up
     to the end of turn (special tokens, question and answer) except padding and the image token.
@@ -173,7 +176,7 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
             examples = [{**row, "images": [release_training_image(i) for i in row["images"]]} for row in examples]
         batch = super().torch_call(examples)
         tokenizer = self.processor.tokenizer
-        eot = tokenizer.convert_tokens_to_ids(self.end_of_turn_token or tokenizer.eos_token)
+        eot = tokenizer.convert_tokens_to_ids(self.end_of_turn_token or families.end_of_turn_token(self.processor))
         labels = batch["labels"]
         is_eot = labels == eot
         after_eot = (is_eot.long().cumsum(dim=1) - is_eot.long()) > 0
@@ -185,4 +188,19 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
 
 
 class DepthLMGRPOTrainer(CheckpointResumeMixin, ModelCardMixin, GRPOTrainer):
-    """TRL's `GRPOTrainer`, resuming with the checkpoint's weights and writing the DepthLM model card."""
+    """TRL's `GRPOTrainer`, resuming with the checkpoint's weights and writing the DepthLM model card.
+
+    The rows' images are padded as the family registry says (`prompting.image_scale.keep_scale`) before TRL
+    sees them: TRL also calls the bare image processor on them (InternVL's tile count), which must see what
+    the processor passes on.
+    """
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        processor = self.processing_class
+        if isinstance(processor, DepthLMProcessor):
+            inputs = [
+                {**row, key: keep_scale(processor, row[key])[0]} if key in row else row
+                for row in inputs
+                for key in ("images" if "images" in row else "image",)
+            ]
+        return super()._generate_and_score_completions(inputs)
