@@ -223,3 +223,91 @@ def test_depthlm_predict_on_the_saved_folder(family, tmp_path):
     out = main([*argv, "--points", "26,18", "10,10", "--max_new_tokens", "3", "--output_dir", str(tmp_path / "p")])
     assert [(e["x"], e["y"]) for e in out["points"]] == [(26, 18), (10, 10)]
     assert json.loads((tmp_path / "p" / "predictions.json").read_text())["intrinsics"] == CAMERA[:4] + [50, 35]
+
+
+# ------------------------------------------------------------------------------------------- eval, demo, refusals
+def test_depthlm_eval_on_a_saved_non_qwen_family(tmp_path):
+    """`depthlm eval --model FOLDER` on a tiny Gemma 3 (fixed 112x112 images): the family's padding applies."""
+    from depthlm_hf.scripts.eval import main
+
+    model, processor = tiny_vlm("gemma3", unified_focal_length=F_STAR)
+    model.save_pretrained(tmp_path / "gemma3")
+    processor.save_pretrained(tmp_path / "gemma3")
+    (tmp_path / "rgb").mkdir()
+    lines = []
+    for i in range(2):
+        _image(i).save(tmp_path / "rgb" / f"{i}.png")
+        record = {"image": f"rgb/{i}.png", "intrinsics": CAMERA, "pixel_coords": [[26, 18], [12, 10]]}
+        lines.append(json.dumps({**record, "depth": [1.5 + i, 3.0]}))
+    (tmp_path / "val.jsonl").write_text("\n".join(lines) + "\n")
+    argv = ["--model", str(tmp_path / "gemma3"), "--data", f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"]
+    argv += ["--num_samples", "all", "--plots", "false", "--tasks", "distance", "--output_dir", str(tmp_path / "out")]
+    results = main(argv)
+    assert results["distance"]["toy"]["num_samples"] == 4
+
+
+@pytest.mark.slow
+def test_demo_fast_runs_with_qwen3_vl(tmp_path):
+    from depthlm_hf.scripts.demo import main
+
+    report = main(["--fast", "--model_type", "qwen3_vl", "--output-dir", str(tmp_path)])
+    assert 0.0 <= report["model_delta1"] <= 1.0 and (tmp_path / "model" / "config.json").is_file()
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "qwen3_vl"
+
+
+def test_unknown_model_type_and_refusals_name_the_family_and_why():
+    from transformers import GotOcr2ImageProcessorPil, MllamaImageProcessorPil
+
+    with pytest.raises(ValueError, match="`model_type` 'llama9' is not a registered VLM family. Registered: qwen2_vl"):
+        tiny_vlm("llama9")
+    _, gemma = tiny_vlm("gemma3", unified_focal_length=200.0)  # 200x140 unified: above the fixed 112x112
+    with pytest.raises(ValueError, match="Gemma3ImageProcessorPil resizes every image to 112x112 px, which would"):
+        gemma(images=_image(), intrinsics=CAMERA, points=POINT)
+    gemma.image_scale = "processor"  # the user accepts the processor's own resize: nothing is padded or refused
+    assert gemma(images=_image(), intrinsics=CAMERA, points=POINT)["pixel_values"].shape[-2:] == (112, 112)
+    tiles = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=True, max_patches=3)
+    assert model_size(tiles, (50, 50)) == (56, 56)
+    with pytest.raises(ValueError, match="would not cut a 112x112 image into 2x2 tiles"):
+        model_size(tiles, (100, 70))  # 4 tiles exceed max_patches 3
+    with pytest.raises(ValueError, match="MllamaImageProcessorPil cannot keep the unified scale: its tiles"):
+        model_size(MllamaImageProcessorPil(), (100, 70))
+
+
+def test_scale_rules_by_type_and_by_settings():
+    """Registered image processors by `isinstance`; unregistered ones by their settings (pixel limits with
+    patch and merge sizes, or one longest edge), anything else refused."""
+    from transformers import Idefics3ImageProcessorPil, PixtralImageProcessorPil, Qwen2VLImageProcessorPil
+
+    from depthlm_hf.models.scale_rules import LongestEdge, PixelLimits, Refused
+
+    assert isinstance(families.scale_rule(Qwen2VLImageProcessorPil()), PixelLimits)
+    assert model_size(Qwen2VLImageProcessorPil(patch_size=16), (100, 70)) == (128, 96)  # Qwen3-VL: 32 px blocks
+    assert model_size(Idefics3ImageProcessorPil(max_image_size={"longest_edge": 56}), (100, 70)) == (112, 112)
+    assert model_size(PixtralImageProcessorPil(), (100, 70)) == (100, 70)
+
+    class PixelLimited:
+        size, patch_size, merge_size = {"shortest_edge": 16, "longest_edge": 4096}, 16, 2
+
+    class LongEdged:
+        size = {"longest_edge": 512}
+
+    class Squashing:
+        size = {"height": 224, "width": 224}
+
+    assert isinstance(families.scale_rule(PixelLimited()), PixelLimits)
+    assert model_size(PixelLimited(), (100, 70)) == (128, 96)
+    assert isinstance(families.scale_rule(LongEdged()), LongestEdge)
+    assert isinstance(families.scale_rule(Squashing()), Refused)
+
+
+def test_docs_table_lists_every_family_with_how_it_keeps_the_scale():
+    from pathlib import Path
+
+    import transformers
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "families.md").read_text()
+    for model_type, family in FAMILIES.items():
+        name, settings = family.tiny.image_processor
+        kind = families.scale_rule(getattr(transformers, name)(**settings)).kind
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| {family.name} | `{model_type}` |")]
+        assert f"`{kind}`" in row, (model_type, kind)

@@ -19,6 +19,7 @@ from depthlm_hf.inference.decoding import DepthPrediction
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.metrics.functional import delta_accuracy, depth_metrics
 from depthlm_hf.models.tiny import tiny_processor, tiny_qwen2_5_vl_config
+from depthlm_hf.models.tiny_families import tiny_vlm
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
 
@@ -48,8 +49,12 @@ def build_model(
     vision_depth: int,
     rope_theta: float,
     vision_rope_theta: float,
+    model_type: str = "qwen2_5_vl",
 ) -> Qwen2_5_VLForConditionalGeneration:
-    """A tiny random Qwen2.5-VL for `processor`'s tokenizer, with the demo's rope bases (see the docs page)."""
+    """A tiny random Qwen2.5-VL for `processor`'s tokenizer, with the demo's rope bases (see the docs page); for
+    another registered `model_type`, that family's `tiny_vlm` model at its tiny widths."""
+    if model_type != "qwen2_5_vl":
+        return tiny_vlm(model_type, seed=seed)[0]
     config = tiny_qwen2_5_vl_config(processor.tokenizer, hidden_size, num_layers, vision_hidden_size, vision_depth)
     config.text_config.rope_parameters["rope_theta"] = float(rope_theta)
     config.vision_config.rope_parameters = {"rope_type": "axial", "rope_theta": float(vision_rope_theta)}
@@ -62,8 +67,13 @@ def build_model(
     return model
 
 
-def demo_processor(width: int, height: int, unified_focal: float, marker: dict) -> DepthLMProcessor:
-    """The tiny offline processor with the demo's focal length, marker and image size (no resize by Qwen)."""
+def demo_processor(
+    width: int, height: int, unified_focal: float, marker: dict, model_type: str = "qwen2_5_vl"
+) -> DepthLMProcessor:
+    """The tiny offline processor with the demo's focal length, marker and image size (no resize by Qwen); for
+    another registered `model_type`, its `tiny_vlm` processor, which keeps the unified scale by its family's rule."""
+    if model_type != "qwen2_5_vl":
+        return tiny_vlm(model_type, unified_focal_length=unified_focal, marker=marker)[1]
     return tiny_processor(
         min_pixels=width * height, max_pixels=width * height, unified_focal_length=unified_focal, marker=marker
     )

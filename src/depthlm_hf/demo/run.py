@@ -35,6 +35,7 @@ from depthlm_hf.demo.report import plot_examples, plot_learning_curve, plot_poin
 from depthlm_hf.geometry import backproject
 from depthlm_hf.inference.pointcloud import PointCloud, query_grid
 from depthlm_hf.inference.predictor import DepthLMPredictor
+from depthlm_hf.models.families import get_family
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.training.configs import DepthLMSFTConfig
 from depthlm_hf.training.modelcard import CARD_METRICS, ModelCardInfo, recipe_from_args, write_model_card
@@ -61,6 +62,10 @@ class DemoArguments:
         default=None, metadata={"help": "None (full method), 'focal' (no unification) or 'marker' (text coordinates)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of scenes, weights and row order."})
+    model_type: str = field(
+        default="qwen2_5_vl",
+        metadata={"help": "VLM family of the tiny model (a `depthlm_hf.models.FAMILIES` key, e.g. qwen3_vl, gemma3)."},
+    )
     train_scenes: int = field(default=400, metadata={"help": "Training scenes (each gives several queries)."})
     points_per_scene: int = field(default=32, metadata={"help": "Query pixels per training scene."})
     eval_scenes: int = field(default=500, metadata={"help": "Held-out scenes (one query each)."})
@@ -103,6 +108,7 @@ class DemoArguments:
     def __post_init__(self) -> None:
         if self.ablation not in (None, "focal", "marker"):
             raise ValueError(f"`ablation` must be 'focal' or 'marker' (or omitted), got {self.ablation!r}.")
+        get_family(self.model_type)  # a ValueError listing the registered families
         if self.fast:
             for name, value in FAST.items():
                 setattr(self, name, value)
@@ -208,7 +214,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
     spec = DemoScenes(crop=args.crop, cue=args.cue)
 
     marker = {"shape": args.marker_shape, "size": args.marker_size, "thickness": args.marker_thickness}
-    processor = demo_processor(spec.width, spec.height, spec.unified_focal, marker)
+    processor = demo_processor(spec.width, spec.height, spec.unified_focal, marker, args.model_type)
     train_bank = render_bank(
         spec, processor, args.train_scenes, args.points_per_scene, args.seed, mode, desc="training scenes"
     )
@@ -224,6 +230,7 @@ def run(args: DemoArguments, command: str = "depthlm demo") -> dict[str, Any]:
         args.vision_depth,
         args.rope_theta,
         args.vision_rope_theta,
+        args.model_type,
     )
     curve = LearningCurve(processor, eval_bank, mode, args.curve_every, args.curve_scenes, EVAL_BATCH_SIZE)
     trainer = SFTTrainer(
