@@ -48,3 +48,23 @@ def test_bigger_tiny_model_and_llava():
     assert model.config.text_config.hidden_size == 128 and model.config.vision_config.depth == 3
     llava, processor = tiny_llava_pixtral()
     assert type(llava).__name__ == "LlavaForConditionalGeneration" and processor.unified_focal_length == 750.0
+
+
+def test_tiny_vlm_is_deterministic_and_shares_the_qwen_tokenizer():
+    from depthlm_hf.models import tiny_vlm
+    from depthlm_hf.models.families import FAMILIES
+    from depthlm_hf.models.tiny import CHAT_TEMPLATE
+
+    a, processor = tiny_vlm("gemma3", seed=3)
+    b, _ = tiny_vlm("gemma3", seed=3)
+    c, _ = tiny_vlm("gemma3", seed=4)
+    first = next(iter(a.state_dict()))
+    assert torch.equal(a.state_dict()[first], b.state_dict()[first])
+    assert not torch.equal(a.state_dict()[first], c.state_dict()[first])
+    assert type(a).__name__ == "Gemma3ForConditionalGeneration" and sum(p.numel() for p in a.parameters()) < 500_000
+    # Family tokens come after the trained vocabulary: the tiny Qwen tokenizer's ids are unchanged.
+    assert {t: i for t, i in processor.tokenizer.get_vocab().items() if i < 512} == tiny_tokenizer().get_vocab()
+    assert processor.tokenizer.boi_token == "<start_of_image>" and processor.tokenizer.eos_token == "<end_of_turn>"
+    _, qwen = tiny_vlm("qwen2_5_vl")
+    assert qwen.chat_template == CHAT_TEMPLATE == FAMILIES["qwen2_5_vl"].chat.template()
+    assert qwen.tokenizer.get_vocab() == tiny_tokenizer().get_vocab()

@@ -90,6 +90,16 @@ def _get(size: Any, key: str) -> Any:
     return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
 
 
+def _literal(text: str) -> str:
+    """`text` as a Jinja string literal.
+
+    >>> print(_literal("it's\\n"))
+    'it\\'s\\n'
+    """
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
 @dataclass(frozen=True)
 class ChatShape:
     """The shape of a family's chat template: what surrounds each turn and what an image renders to.
@@ -106,6 +116,38 @@ class ChatShape:
     system: str = ""
     default_system: str | None = None
     bos: str = ""
+
+    def template(self) -> str:
+        """The Jinja chat template of this shape: system, user and assistant turns, images rendered as `self.image`,
+        the assistant's text and `self.end_of_turn` inside a `{% generation %}` block (so that
+        `return_assistant_tokens_mask` marks exactly the answer and its end of turn)."""
+        lit = _literal
+        system = ""
+        if self.default_system is not None:
+            default = lit(self.system + self.default_system + self.user_end)
+            system = f"{{%- if messages[0]['role'] != 'system' -%}}{{{{ {default} }}}}{{%- endif -%}}"
+        return (
+            "{%- macro render(content) -%}"
+            "{%- if content is string -%}{{ content }}{%- else -%}{%- for part in content -%}"
+            f"{{%- if part['type'] == 'image' -%}}{{{{ {lit(self.image)} }}}}"
+            "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+            "{%- endfor -%}{%- endif -%}"
+            "{%- endmacro -%}"
+            f"{{{{ {lit(self.bos)} }}}}{system}"
+            "{%- for message in messages -%}"
+            f"{{%- if message['role'] == 'system' -%}}{{{{ {lit(self.system)} + render(message['content']) + "
+            f"{lit(self.user_end)} }}}}"
+            f"{{%- elif message['role'] == 'user' -%}}{{{{ {lit(self.user)} + render(message['content']) + "
+            f"{lit(self.user_end)} }}}}"
+            f"{{%- else -%}}{{{{ {lit(self.assistant)} }}}}{{%- endif -%}}"
+            "{% generation %}"
+            f"{{%- if message['role'] == 'assistant' -%}}{{{{ render(message['content']) + {lit(self.end_of_turn)} }}}}"
+            "{%- endif -%}"
+            "{% endgeneration %}"
+            f"{{%- if message['role'] == 'assistant' -%}}{{{{ {lit(self.after_turn)} }}}}{{%- endif -%}}"
+            "{%- endfor -%}"
+            f"{{%- if add_generation_prompt -%}}{{{{ {lit(self.assistant)} }}}}{{%- endif -%}}"
+        )
 
 
 CHATML = ChatShape(

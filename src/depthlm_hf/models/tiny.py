@@ -23,6 +23,7 @@ from transformers import (
     Qwen2VLImageProcessor,
 )
 
+from depthlm_hf.models.families import FAMILIES
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.tasks import text as answers
 
@@ -40,26 +41,7 @@ SPECIAL_TOKENS = (
     "[IMG_END]",
 )
 
-CHAT_TEMPLATE = (
-    "{%- macro render(content) -%}"
-    "{%- if content is string -%}{{ content }}{%- else -%}{%- for part in content -%}"
-    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- if messages[0]['role'] != 'system' -%}"
-    "{{ '<|im_start|>system' + '\\n' + 'You are a helpful assistant.<|im_end|>' + '\\n' }}"
-    "{%- endif -%}"
-    "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] != 'assistant' -%}{{ render(message['content']) + '<|im_end|>' + '\\n' }}{%- endif -%}"
-    "{% generation %}"
-    "{%- if message['role'] == 'assistant' -%}{{ render(message['content']) + '<|im_end|>' }}{%- endif -%}"
-    "{% endgeneration %}"
-    "{%- if message['role'] == 'assistant' -%}{{ '\\n' }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}"
-)
+CHAT_TEMPLATE = FAMILIES["qwen2_5_vl"].chat.template()
 """Qwen2-VL's chat template, written so that the assistant's text and `<|im_end|>` sit in a generation block."""
 
 

@@ -2,8 +2,7 @@
 
 The model is the family's real transformers config class at tiny widths (`FAMILIES[model_type].tiny` adds
 what the family needs beyond them); the tokenizer is `models.tiny.tiny_tokenizer` (trained on the spot) with the
-family's special tokens added; the chat template is built from the family's `ChatShape`, with the answer and its
-end-of-turn token in a `{% generation %}` block.
+family's special tokens added; the chat template is the family's `ChatShape.template()`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import transformers
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from depthlm_hf.models.families import ChatShape, Family, get_family
+from depthlm_hf.models.families import Family, get_family
 from depthlm_hf.models.tiny import tiny_tokenizer
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
@@ -42,44 +41,6 @@ VISION_WIDTHS = {
     "out_hidden_size": TEXT_WIDTHS["hidden_size"],
 }
 """Vision-config settings of every tiny model (set where the family's vision config has the key)."""
-
-
-def _literal(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
-    return f"'{escaped}'"
-
-
-def chat_template(shape: ChatShape) -> str:
-    """A Jinja chat template of `shape`: system, user and assistant turns, images rendered as `shape.image`,
-    the assistant's text and `shape.end_of_turn` inside a `{% generation %}` block (so that
-    `return_assistant_tokens_mask` marks exactly the answer and its end of turn)."""
-    lit = _literal
-    system = ""
-    if shape.default_system is not None:
-        default = lit(shape.system + shape.default_system + shape.user_end)
-        system = f"{{%- if messages[0]['role'] != 'system' -%}}{{{{ {default} }}}}{{%- endif -%}}"
-    return (
-        "{%- macro render(content) -%}"
-        "{%- if content is string -%}{{ content }}{%- else -%}{%- for part in content -%}"
-        f"{{%- if part['type'] == 'image' -%}}{{{{ {lit(shape.image)} }}}}"
-        "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
-        "{%- endfor -%}{%- endif -%}"
-        "{%- endmacro -%}"
-        f"{{{{ {lit(shape.bos)} }}}}{system}"
-        "{%- for message in messages -%}"
-        f"{{%- if message['role'] == 'system' -%}}{{{{ {lit(shape.system)} + render(message['content']) + "
-        f"{lit(shape.user_end)} }}}}"
-        f"{{%- elif message['role'] == 'user' -%}}{{{{ {lit(shape.user)} + render(message['content']) + "
-        f"{lit(shape.user_end)} }}}}"
-        f"{{%- else -%}}{{{{ {lit(shape.assistant)} }}}}{{%- endif -%}}"
-        "{% generation %}"
-        f"{{%- if message['role'] == 'assistant' -%}}{{{{ render(message['content']) + {lit(shape.end_of_turn)} }}}}"
-        "{%- endif -%}"
-        "{% endgeneration %}"
-        f"{{%- if message['role'] == 'assistant' -%}}{{{{ {lit(shape.after_turn)} }}}}{{%- endif -%}}"
-        "{%- endfor -%}"
-        f"{{%- if add_generation_prompt -%}}{{{{ {lit(shape.assistant)} }}}}{{%- endif -%}}"
-    )
 
 
 def family_tokenizer(family: Family, vocab_size: int = 512) -> Any:
@@ -130,7 +91,7 @@ def tiny_vlm(
     processor = DepthLMProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=chat_template(family.chat),
+        chat_template=family.chat.template(),
         base_processor_class=spec.processor_class or family.processor_class,
         base_processor_kwargs=spec.processor_kwargs,
         **{"image_scale": "keep", **processor_settings},
