@@ -226,21 +226,31 @@ def test_depthlm_predict_on_the_saved_folder(family, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- eval, demo, refusals
-def test_depthlm_eval_on_a_saved_non_qwen_family(tmp_path):
-    """`depthlm eval --model FOLDER` on a tiny Gemma 3 (fixed 112x112 images): the family's padding applies."""
+def test_depthlm_eval_zero_shot_on_a_stock_non_qwen_folder(tmp_path):
+    """`depthlm eval --model FOLDER --preset paper` on a stock tiny Gemma 3 folder (no DepthLM settings, fixed
+    112x112 images): the processor wraps the folder's own processor class and the family's padding applies."""
     from depthlm_hf.scripts.eval import main
 
-    model, processor = tiny_vlm("gemma3", unified_focal_length=F_STAR)
+    model, processor = tiny_vlm("gemma3")
     model.save_pretrained(tmp_path / "gemma3")
-    processor.save_pretrained(tmp_path / "gemma3")
+    processor.base_processor.save_pretrained(tmp_path / "gemma3")  # a stock Gemma3Processor folder
+    assert "depthlm_processor_class" not in json.loads((tmp_path / "gemma3" / "processor_config.json").read_text())
     (tmp_path / "rgb").mkdir()
     lines = []
     for i in range(2):
         _image(i).save(tmp_path / "rgb" / f"{i}.png")
-        record = {"image": f"rgb/{i}.png", "intrinsics": CAMERA, "pixel_coords": [[26, 18], [12, 10]]}
+        camera = [1000.0, 1000.0, 24.5, 17.0, 50, 35]  # f = f* of the paper preset: the 50x35 image as it is
+        record = {"image": f"rgb/{i}.png", "intrinsics": camera, "pixel_coords": [[26, 18], [12, 10]]}
         lines.append(json.dumps({**record, "depth": [1.5 + i, 3.0]}))
     (tmp_path / "val.jsonl").write_text("\n".join(lines) + "\n")
-    argv = ["--model", str(tmp_path / "gemma3"), "--data", f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"]
+    argv = [
+        "--model",
+        str(tmp_path / "gemma3"),
+        "--preset",
+        "paper",
+        "--data",
+        f"toy={tmp_path / 'val.jsonl'}:{tmp_path}",
+    ]
     argv += ["--num_samples", "all", "--plots", "false", "--tasks", "distance", "--output_dir", str(tmp_path / "out")]
     results = main(argv)
     assert results["distance"]["toy"]["num_samples"] == 4
