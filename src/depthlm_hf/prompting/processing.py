@@ -298,8 +298,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
             raise ValueError(f"`question` must be a non-empty string for visual-prompt queries, got {question!r}.")
         base = self.base_processor
         prompt = self.apply_chat_template(self.prompt_messages(question), tokenize=False, add_generation_prompt=True)
-        query_images = self.query_images(images, intrinsics, points, points_per_query)
-        query_images, scale_kwargs = keep_scale(self, query_images)
+        query_images, scale_kwargs = keep_scale(self, self.query_images(images, intrinsics, points, points_per_query))
         kwargs = {**scale_kwargs, **kwargs}
         merged = self._merge_kwargs(DepthLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         return base(
