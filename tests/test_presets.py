@@ -54,6 +54,23 @@ def test_an_unrecognised_folder_without_settings_raises_naming_the_presets(stock
     assert explicit.processor.preset == "official_pixtral"
 
 
+def test_depthlm_predict_takes_the_preset(stock_pixtral_folder, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from depthlm_hf.scripts.predict import main
+
+    plain = tmp_path / "my-vlm"
+    shutil.copytree(stock_pixtral_folder, plain)
+    Image.new("RGB", (160, 120), (90, 90, 90)).save(tmp_path / "image.png")
+    argv = ["--model", str(plain), "--image", str(tmp_path / "image.png"), "--intrinsics", "150", "150", "79.5"]
+    argv += ["59.5", "--points", "80,60", "--device", "cpu", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match="`--preset paper` for depthlm eval and predict"):
+        main(argv)
+    assert len(main([*argv, "--preset", "official_pixtral"])["points"]) == 1
+
+
 def test_a_local_copy_of_the_release_picks_official_pixtral_before_any_model_load(monkeypatch, tmp_path):
     """The release's config, tokenizer, template and image settings, no weights: the preset comes from the files,
     and the processor is loaded before the model."""

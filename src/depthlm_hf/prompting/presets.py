@@ -180,7 +180,7 @@ def checkpoint_preset(
     raise ValueError(
         f"{name} holds no DepthLM processor settings and its files are not those of a released DepthLM checkpoint "
         f"({'; '.join(differences)}). Choose a preset: {', '.join(PRESETS)} "
-        "(`DepthLMPredictor.from_pretrained(path, preset='paper')`, `depthlm eval --preset paper`, "
+        "(`DepthLMPredictor.from_pretrained(path, preset='paper')`, `--preset paper` for depthlm eval and predict, "
         "`--processor_preset paper` in training); 'official_pixtral' reproduces facebook/DepthLM's inputs, "
         "'paper' the paper's."
     )
