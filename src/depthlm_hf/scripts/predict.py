@@ -40,7 +40,9 @@ class PredictArguments:
     fov: float | None = field(default=None, metadata={"help": "Horizontal field of view [deg] if intrinsics unknown."})
     points: list[str] = field(default_factory=list, metadata={"help": "Query pixels as X,Y (one or more)."})
     num_points: int | None = field(default=None, metadata={"help": "Grid queries for a point cloud and depth map."})
-    task: str = field(default="distance", metadata={"help": "Task asked at each point (see depthlm_hf.TASKS)."})
+    task: answers.TaskName = field(
+        default=answers.DEFAULT_TASK, metadata={"help": "Task asked at each point (a task about pixels of one image)."}
+    )
     output_dir: str = field(default="predictions", metadata={"help": "Folder for the JSON, PLY and images."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
