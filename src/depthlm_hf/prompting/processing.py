@@ -352,8 +352,7 @@ class DepthLMProcessor(VisualPromptProcessor):
 
     def answer_prefix(self, task: str = "distance") -> str:
         """The fixed text before the number in `task`'s answer (forced at inference so only the number is generated)."""
-        spec = answers.get_task(task)
-        template = (self.answer_template if spec.preset_prompt else None) or spec.answer
+        template = (answers.get_task(task).preset_prompt and self.answer_template) or answers.get_task(task).answer
         return template.split("{value}")[0]
 
     def forced_prefix(self, task: str = "distance") -> str:
