@@ -202,3 +202,11 @@ def test_silog_of_a_global_scale_is_zero_without_cancellation():
     base = depth_metrics(gt, gt)["silog"]
     scaled = depth_metrics([g * 7.3 for g in gt], gt)["silog"]
     assert base == 0.0 and scaled < 1e-9
+
+
+def test_lower_is_better_holds_every_error_and_rate_and_no_accuracy():
+    from depthlm_hf.metrics.report import LOWER_IS_BETTER
+
+    assert LOWER_IS_BETTER == {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "invalid_rate"} | {
+        "parse_failure_rate"
+    }

@@ -17,16 +17,8 @@ import numpy as np
 from depthlm_hf.inference.runstate import atomic_output
 from depthlm_hf.metrics.functional import COUNT_NAMES, METRIC_NAMES, RATE_NAMES
 
-LOWER_IS_BETTER = {
-    "abs_rel",
-    "sq_rel",
-    "rmse",
-    "rmse_log",
-    "log10",
-    "silog",
-    "invalid_rate",
-    "parse_failure_rate",
-}
+LOWER_IS_BETTER = {name for name in (*METRIC_NAMES, *RATE_NAMES) if not name.startswith("delta")}
+"""Errors and failure rates; the delta accuracies (shares of answers within a ratio) are the higher-is-better rest."""
 
 
 def average(results: Mapping[str, Mapping[str, float]], name: str) -> float:
