@@ -72,6 +72,12 @@ def check_settings(focal_mode: str, pixel_map: str, image_scale: str) -> None:
         )
 
 
+PRESET_HELP = (
+    f"Processor preset for a checkpoint without saved DepthLM settings ({', '.join(PRESET_NAMES)}); unset: the saved "
+    "settings, or official_pixtral for the official release's files, else an error."
+)
+"""The command-line help of a `preset` argument (`depthlm predict`, `depthlm predict_dataset`)."""
+
 RELEASED_CHECKPOINTS: dict[str, str] = {"facebook/DepthLM": "official_pixtral"}
 """Hub ids of released DepthLM checkpoints whose folders hold no DepthLM settings, and the preset that
 reproduces their inputs (facebook/DepthLM: the official release's Pixtral-12B). A copy elsewhere is recognised

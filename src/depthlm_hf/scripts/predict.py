@@ -23,7 +23,7 @@ from depthlm_hf.inference.outputs import camera_for, prediction_entries, write_o
 from depthlm_hf.inference.pointcloud import point_cloud
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.prompting.imaging import load_image
-from depthlm_hf.prompting.presets import PresetName
+from depthlm_hf.prompting.presets import PRESET_HELP, PresetName
 from depthlm_hf.resources import check_output_dir
 from depthlm_hf.tasks import text as answers
 
@@ -46,13 +46,7 @@ class PredictArguments:
     output_dir: str = field(default="predictions", metadata={"help": "Folder for the JSON, PLY and images."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
-    preset: PresetName | None = field(
-        default=None,
-        metadata={
-            "help": "Processor preset for a checkpoint without saved DepthLM settings (paper, official_pixtral); "
-            "unset: the saved settings, or official_pixtral for the official release's files, else an error."
-        },
-    )
+    preset: PresetName | None = field(default=None, metadata={"help": PRESET_HELP})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
 
     def __post_init__(self) -> None:

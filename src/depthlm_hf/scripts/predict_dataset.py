@@ -22,7 +22,7 @@ from depthlm_hf.data.sources import parse_dataset_spec
 from depthlm_hf.inference.dense_batch import run_dense
 from depthlm_hf.inference.predictor import DepthLMPredictor
 from depthlm_hf.inference.ranks import launched_ranks
-from depthlm_hf.prompting.presets import PresetName
+from depthlm_hf.prompting.presets import PRESET_HELP, PresetName
 from depthlm_hf.resources import check_output_dir
 
 
@@ -36,13 +36,7 @@ class PredictDatasetArguments:
     num_points: int = field(default=10_000, metadata={"help": "Grid queries per image (the paper uses 10,000)."})
     batch_size: int = field(default=16, metadata={"help": "Queries per generate call."})
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
-    preset: PresetName | None = field(
-        default=None,
-        metadata={
-            "help": "Processor preset for a checkpoint without saved DepthLM settings (paper, official_pixtral); "
-            "unset: the saved settings, or official_pixtral for the official release's files, else an error."
-        },
-    )
+    preset: PresetName | None = field(default=None, metadata={"help": PRESET_HELP})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: this rank's GPU, else CPU)."})
     overwrite: bool = field(default=False, metadata={"help": "Predict again images finished by another run."})
 
