@@ -203,6 +203,11 @@ def test_generate_and_parse(family):
     answer = predictor.predict(_image(), CAMERA, POINT * 2)
     assert len(answer.values) == len(answer.texts) == 2
     assert answer.values == [processor.parse_answer(t) for t in answer.texts]
+    # Prepared rows (the eval and trainer-metrics path) reach the model exactly as the same queries do.
+    (marked,) = processor.query_images(_image(), CAMERA, POINT)[0]
+    rows = predictor.predict_rows([{"images": [marked], "prompt": processor.task_messages()}], progress=False)
+    assert rows.texts == answer.texts[:1]
+    np.testing.assert_allclose(rows.confidence, answer.confidence[:1], rtol=1e-5)
 
 
 def test_save_reload_same_logits(family):

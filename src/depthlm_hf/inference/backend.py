@@ -189,7 +189,7 @@ class QueryPredictor(ABC):
             queries.images.append(unified)
             queries.cameras.append(exact)
         messages = self.processor.task_messages(task, **queries.task_fields)
-        prompt = self.processor.base_processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         queries.prompt = prompt + self.processor.forced_prefix(task)
         return queries
 

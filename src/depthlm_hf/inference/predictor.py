@@ -213,7 +213,6 @@ class DepthLMPredictor(QueryPredictor):
         many points of one image.
         """
         size = self._size(batch_size)
-        base = self.processor.base_processor
         prefix = self.processor.forced_prefix(task)
         starts = range(0, len(rows), size)
         show = self.show_progress if progress is None else progress
@@ -221,10 +220,10 @@ class DepthLMPredictor(QueryPredictor):
         for start in tqdm(starts, desc="queries", unit="batch", disable=not show or len(starts) < 2):
             batch = rows[start : start + size]
             texts = [
-                base.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) + prefix
+                self.processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) + prefix
                 for row in batch
             ]
-            inputs = base(
+            inputs = self.processor(  # a plain call: the family's rule keeps the rows' unified scale
                 images=[list(row["images"]) for row in batch],
                 text=texts,
                 padding=True,

@@ -226,6 +226,27 @@ _MROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0,
 MISTRAL = ChatShape(image="[IMG]", user="[INST]", user_end="[/INST]", assistant="", end_of_turn="</s>", bos="<s>")
 _MISTRAL_TOKENS = ("[INST]", "[/INST]", "[IMG_BREAK]", "[IMG_END]")
 
+_IDEFICS3 = ChatShape(
+    image="<image>",
+    user="<|im_start|>User:",
+    user_end="<end_of_utterance>\n",
+    assistant="Assistant:",
+    end_of_turn="<end_of_utterance>",
+    after_turn="\n",
+    system="<|im_start|>System:",
+)
+_IDEFICS3_TINY = {
+    "token_ids": {"image_token_id": "<image>"},
+    "extra_tokens": (
+        "<fake_token_around_image>",
+        "<global-img>",
+        *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
+    ),
+    "vision": {"image_size": 56, "patch_size": 14},
+    "config": {"scale_factor": 2},
+    "processor_kwargs": {"image_seq_len": 4},
+}
+
 FAMILIES: dict[str, Family] = {
     family.model_type: family
     for family in (
@@ -335,29 +356,24 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "idefics3",
-            "Idefics3 / SmolVLM",
+            "Idefics3",
             "Idefics3Processor",
-            ChatShape(
-                image="<image>",
-                user="<|im_start|>User:",
-                user_end="<end_of_utterance>\n",
-                assistant="Assistant:",
-                end_of_turn="<end_of_utterance>",
-                after_turn="\n",
-                system="<|im_start|>System:",
-            ),
+            _IDEFICS3,
             TinySpec(
                 ("Idefics3ImageProcessorPil", {"size": {"longest_edge": 224}, "max_image_size": {"longest_edge": 56}}),
-                {"image_token_id": "<image>"},
-                extra_tokens=(
-                    "<fake_token_around_image>",
-                    "<global-img>",
-                    *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
-                ),
-                vision={"image_size": 56, "patch_size": 14},
-                config={"scale_factor": 2},
-                processor_kwargs={"image_seq_len": 4},
+                **_IDEFICS3_TINY,
             ),
+        ),
+        Family(
+            "smolvlm",
+            "SmolVLM",
+            "SmolVLMProcessor",
+            _IDEFICS3,
+            TinySpec(
+                ("SmolVLMImageProcessorPil", {"size": {"longest_edge": 224}, "max_image_size": {"longest_edge": 56}}),
+                **_IDEFICS3_TINY,
+            ),
+            needs=("num2words",),
         ),
         Family(
             "internvl",
