@@ -326,3 +326,23 @@ def test_docs_table_lists_every_family_with_how_it_keeps_the_scale():
         kind = families.scale_rule(getattr(transformers, name)(**settings)).kind
         (row,) = [line for line in text.splitlines() if line.startswith(f"| {family.name} | `{model_type}` |")]
         assert f"`{kind}`" in row, (model_type, kind)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "name"),
+    [("lfm2_vl", "Lfm2VlImageProcessor"), ("llama4", "Llama4ImageProcessor"), ("molmo2", "Molmo2ImageProcessor")],
+)
+def test_torchvision_only_families_are_kept_or_refused_where_torchvision_exists(model_type, name):
+    """LFM2-VL, Llama 4 and Molmo 2 have only torchvision image processors (none here): where they build, the
+    registry either classifies them or refuses them with a `ValueError` naming the processor, never passes them."""
+    if not HAS_TORCHVISION:
+        pytest.skip(f"{model_type} ({name}) needs torchvision, which has no CPU build here")
+    import transformers
+
+    image_processor = getattr(transformers, name)()
+    try:
+        padded = model_size(image_processor, (100, 70))
+    except ValueError as err:
+        assert name in str(err)
+    else:
+        assert padded[0] >= 100 and padded[1] >= 70
