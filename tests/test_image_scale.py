@@ -93,3 +93,18 @@ def test_plain_calls_keep_the_scale_of_training_rows():
     processor.image_scale = "processor"
     shrunk = processor(images=[row["images"]], text=[prompt], return_tensors="pt")
     assert shrunk["image_sizes"].tolist() == [[768, 1024]]
+
+
+def test_keep_scale_pads_nested_images_once_and_is_idempotent():
+    """Rows hold images per conversation; padding keeps the nesting, and padding padded images changes nothing
+    (the GRPO trainer pads rows before TRL, and the processor's call pads again)."""
+    processor = tiny_processor(image_scale="keep")
+    small, exact = Image.new("RGB", (100, 70), "white"), Image.new("RGB", (56, 28), "white")
+    padded, kwargs = keep_scale(processor, [[small], [exact, None]])
+    assert [[i.size for i in padded[0]], [padded[1][0].size, padded[1][1]]] == [[(112, 84)], [(56, 28), None]]
+    assert padded[1][0] is exact and np.asarray(padded[0][0])[70:, :].max() == 0  # black below, pixels unmoved
+    again, _ = keep_scale(processor, padded)
+    assert again[0][0].size == (112, 84) and np.array_equal(np.asarray(again[0][0]), np.asarray(padded[0][0]))
+    assert kwargs == {}  # 112x84 and 56x28 lie inside the tiny processor's pixel limits
+    processor.image_scale = "processor"
+    assert keep_scale(processor, [[small]]) == ([[small]], {})

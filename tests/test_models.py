@@ -68,3 +68,13 @@ def test_tiny_vlm_is_deterministic_and_shares_the_qwen_tokenizer():
     _, qwen = tiny_vlm("qwen2_5_vl")
     assert qwen.chat_template == CHAT_TEMPLATE == FAMILIES["qwen2_5_vl"].chat.template()
     assert qwen.tokenizer.get_vocab() == tiny_tokenizer().get_vocab()
+
+
+def test_end_of_turn_comes_from_the_family_and_falls_back_to_eos():
+    from depthlm_hf.models import tiny_vlm
+    from depthlm_hf.models.families import end_of_turn_token, family_of
+
+    _, gemma = tiny_vlm("gemma3")
+    assert family_of(gemma).model_type == "gemma3" and end_of_turn_token(gemma) == "<end_of_turn>"
+    _, llava = tiny_llava_pixtral()  # a Llava processor under a ChatML template: no "</s>" in its vocabulary
+    assert family_of(llava).model_type == "llava" and end_of_turn_token(llava) == "<|im_end|>"
