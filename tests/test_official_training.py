@@ -66,6 +66,21 @@ def test_loss_masks_answer_only_and_the_release_rule(template):
 
 
 @pytest.mark.parametrize("template", list(PIXTRAL_TEMPLATES))
+def test_sft_rows_with_a_system_turn_under_both_pixtral_templates(template):
+    """Pixtral templates keep a system turn only when the user's message is last: the training text is the prompt
+    as generation sees it (with the system turn) followed by the answer."""
+    _, processor = _pixtral(template)
+    processor.system_prompt = "Be brief."
+    tokenizer = processor.tokenizer
+    batch = AnswerOnlyCollator(processor=processor)(_rows(processor, 1))
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    assert tokenizer.decode(ids[ids != tokenizer.convert_tokens_to_ids("[IMG]")]) == (
+        "[INST]Be brief.\n\n" + processor.question() + "[/INST]" + ANSWER + tokenizer.eos_token
+    )
+    assert tokenizer.decode(labels[labels != -100]) == ANSWER + tokenizer.eos_token
+
+
+@pytest.mark.parametrize("template", list(PIXTRAL_TEMPLATES))
 def test_sft_and_grpo_step_under_both_pixtral_templates(template, tmp_path, one_thread):
     """The original template concatenates the assistant's content to a string and both a system turn's: each used
     to fail with a TypeError (SFT, and GRPO's system prompt)."""

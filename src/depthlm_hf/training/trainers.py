@@ -3,6 +3,7 @@ checkpoint resume and the DepthLM model card, and TRL's VLM collator with labels
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,28 @@ def release_training_image(image: Image.Image) -> Image.Image:
     return image if size == image.size else image.convert("RGB").resize(size)
 
 
+def _common_prefix(a: str, b: str) -> str:
+    return a[: next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))]
+
+
+def prompt_and_completion(processor: Any, prompt: list[dict], completion: list[dict]) -> tuple[str, str]:
+    """The prompt text (as generation renders it) and the completion text of a conversational training row.
+
+    As TRL does: the completion is what the whole conversation renders after its common prefix with the prompt.
+    Templates that keep a system turn only when the user's message is last (both Pixtral templates) render the
+    whole conversation without it; the completion is then cut from the conversation without the system turn,
+    and the prompt keeps it, as generation sees it.
+    """
+    render = functools.partial(processor.apply_chat_template, tokenize=False)
+    head, whole = render(prompt, add_generation_prompt=True), render(prompt + completion)
+    bare = [message for message in prompt if message["role"] != "system"]
+    if whole.startswith(head) or len(bare) == len(prompt):
+        common = _common_prefix(head, whole)
+        return common, whole[len(common) :]
+    bare_head, bare_whole = render(bare, add_generation_prompt=True), render(bare + completion)
+    return head, bare_whole[len(_common_prefix(bare_head, bare_whole)) :]
+
+
 @dataclass
 class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
     """TRL's VLM collator for prompt/completion rows, with labels that stop at the end-of-turn token.
@@ -174,6 +197,9 @@ class AnswerOnlyCollator(DataCollatorForVisionLanguageModeling):
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.training_pixels == "release":
             examples = [{**row, "images": [release_training_image(i) for i in row["images"]]} for row in examples]
+        if any(isinstance(row.get("prompt"), list) for row in examples):
+            texts = [prompt_and_completion(self.processor, row["prompt"], row["completion"]) for row in examples]
+            examples = [{**row, "prompt": p, "completion": c} for row, (p, c) in zip(examples, texts, strict=True)]
         batch = super().torch_call(examples)
         tokenizer = self.processor.tokenizer
         eot = tokenizer.convert_tokens_to_ids(self.end_of_turn_token or families.end_of_turn_token(self.processor))
