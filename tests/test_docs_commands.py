@@ -40,10 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = ("bash", "python")
 
-SkipReason = Literal["ci", "gpu", "hub", "server", "sketch", "test"]
+SkipReason = Literal["ci", "data", "gpu", "hub", "server", "sketch", "test"]
 SKIP_REASONS: tuple[str, ...] = get_args(SkipReason)
 WHY: dict[str, str] = {
     "ci": ".ci/run runs it verbatim (README's install-and-test and install-and-demo commands)",
+    "data": "reads a full public dataset as downloaded (its readers run on fixtures in tests/test_data_public*.py)",
     "gpu": "needs CUDA GPUs (a multi-GPU launch, a paper-size model)",
     "hub": "needs the network: the Hugging Face Hub (downloads, uploads) or pip",
     "server": "starts a long-running server (the Gradio app; tests/test_app.py drives it)",
@@ -235,6 +236,8 @@ def world(tmp_path_factory) -> Path:
         (base / "shared" / "data" / "ibims1", "ibims1_val"),  # ../shared/data/ibims1, the benchmarks' iBims-1
     ):
         _curated(folder, name, views)
+    for name in ("nuscenes", "scannetpp", "ddad", "eth3d", "sunrgbd", "nyuv2"):  # the public evaluation sets
+        _curated(repo / "data" / "depthlm" / name, f"{name}_eval", views[:1])
     _curated(repo / "ibims1", "ibims1_val", _views(48, 64, 48, 60.0))  # data.md reads record 42
     return repo
 
