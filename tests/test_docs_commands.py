@@ -207,6 +207,7 @@ def _manifest(folder: Path, views) -> None:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Path:
     """The folder the docs' commands run in (see the module docstring); built once per session."""
+    import torch
     from PIL import Image
 
     from depthlm_hf.cli import main
@@ -217,12 +218,13 @@ def world(tmp_path_factory) -> Path:
     for name in ("recipes", "examples"):
         (repo / name).symlink_to(ROOT / name)
     shutil.copytree(ROOT / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("carry", "__pycache__"))
-    cwd = Path.cwd()
+    cwd, threads = Path.cwd(), torch.get_num_threads()
     os.chdir(repo)
-    try:
+    try:  # the demo sets torch's threads for its run
         assert main(shlex.split(rewrite("depthlm demo --output-dir demo_output"))[1:]) == 0
     finally:
         os.chdir(cwd)
+        torch.set_num_threads(threads)
     for checkpoint in ("runs/depthlm-3b", "runs/depthlm", "outputs/depthlm-qwen2.5-vl-3b-sft"):
         shutil.copytree(repo / "demo_output" / "model", repo / checkpoint)
     views = _views(3, 640, 480, CAMERA[0])  # iBims-1-like: 640x480 at f = 560 px
