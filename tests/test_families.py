@@ -268,6 +268,7 @@ def test_demo_fast_runs_with_qwen3_vl(tmp_path):
     report = main(["--fast", "--model_type", "qwen3_vl", "--output-dir", str(tmp_path)])
     assert 0.0 <= report["model_delta1"] <= 1.0 and (tmp_path / "model" / "config.json").is_file()
     assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "qwen3_vl"
+    assert "random init (depthlm_hf tiny Qwen3-VL, seed 0)" in (tmp_path / "model" / "README.md").read_text()
 
 
 def test_unknown_model_type_and_refusals_name_the_family_and_why():

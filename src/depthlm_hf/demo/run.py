@@ -64,7 +64,10 @@ class DemoArguments:
     seed: int = field(default=0, metadata={"help": "Seed of scenes, weights and row order."})
     model_type: str = field(
         default="qwen2_5_vl",
-        metadata={"help": "VLM family of the tiny model (a `depthlm_hf.models.FAMILIES` key, e.g. qwen3_vl, gemma3)."},
+        metadata={
+            "help": "VLM family of the tiny model (a `depthlm_hf.models.FAMILIES` key, e.g. qwen3_vl, gemma3). "
+            "The width, depth and rope flags shape qwen2_5_vl; other families take `tiny_vlm`'s widths."
+        },
     )
     train_scenes: int = field(default=400, metadata={"help": "Training scenes (each gives several queries)."})
     points_per_scene: int = field(default=32, metadata={"help": "Query pixels per training scene."})
@@ -138,7 +141,7 @@ def _card_info(args: DemoArguments, processor, training_args, metrics: dict[str,
     """The demo model's card: a random tiny init trained on the demo's synthetic scenes, its held-out figures."""
     figures = {k: float(metrics[k]) for k in CARD_METRICS if k in metrics and math.isfinite(metrics[k])}
     return ModelCardInfo(
-        base_model=f"random init (depthlm_hf tiny Qwen2.5-VL, hidden {args.hidden_size}, seed {args.seed})",
+        base_model=f"random init (depthlm_hf tiny {get_family(args.model_type).name}, seed {args.seed})",
         datasets={f"depthlm demo synthetic ground scenes ({args.train_scenes} scenes, seed {args.seed})": 1.0},
         unified_focal_length=processor.unified_focal_length,
         focal_mode=processor.focal_mode,
