@@ -17,6 +17,8 @@ from depthlm_hf.inference.decoding import DepthPrediction, Generated, TokenClass
 from depthlm_hf.prompting import query_inputs
 from depthlm_hf.prompting.imaging import load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
+from depthlm_hf.prompting.model_window import crop as crop_window
+from depthlm_hf.prompting.model_window import model_window
 from depthlm_hf.prompting.processing import DepthLMProcessor
 from depthlm_hf.prompting.query_inputs import (
     Points,
@@ -67,9 +69,10 @@ class Queries:
     Attributes:
         task: the task's name.
         prompt: the chat prompt of every query, ending with the forced answer prefix.
-        images: the focal-unified images without markers, one per input image.
+        images: the focal-unified images without markers, one per input image (cut to the processor's principal
+            `window` if it has one), or one per query for a query-centred `window`.
         cameras: their intrinsics (focal exactly f*) [px].
-        points: per image, (N_i, 2) int [px] query pixels in the unified image (the markers' anchors).
+        points: per image, (N_i, 2) int [px] query pixels in it (the markers' anchors).
         style: the marker drawn at each anchor.
         num_points: markers per query (2 for "two_point_distance").
         task_fields: the question's placeholders (e.g. `{"time": 2.0}`).
@@ -165,6 +168,9 @@ class QueryPredictor(ABC):
             task: a single-image task of `depthlm_hf.tasks.text.TASKS`.
             task_fields: the question's placeholders (e.g. `{"time": 2.0}` for "speed").
 
+        The processor's `window` (`depthlm_hf.prompting.model_window`) decides what the model sees: the whole
+        unified image, its principal-point crop, or for each query the window centred on its pixel.
+
         Raises `ValueError` naming the argument for a multi-image task, a wrong number of points, or a
         point outside its image or too close to its border for a marker.
         """
@@ -173,6 +179,10 @@ class QueryPredictor(ABC):
             raise ValueError(f"`task` {task!r} takes {spec.num_images} images per query; `predict` takes one image.")
         items = image_list(images)
         queries = Queries(task, "", [], [], [], self.processor.marker_style, spec.num_points, dict(task_fields or {}))
+        window = model_window(self.processor)
+        per_query = window is not None and window.centre == "query"
+        if per_query and spec.num_points != 1:
+            raise ValueError(f"`task` {task!r} marks {spec.num_points} points; a query-centred window takes one.")
         cameras, per_image = camera_list(intrinsics, len(items)), points_per_image(points, len(items))
         for image, camera, pts in zip(items, cameras, per_image, strict=True):
             if len(pts) == 0 or len(pts) % spec.num_points:
@@ -184,10 +194,19 @@ class QueryPredictor(ABC):
             camera = CameraIntrinsics.from_list(camera)
             check_size(image, camera)
             # A clear ValueError, in input-image terms, for points outside the image or too near its border.
-            queries.points.append(self.processor.map_queries(camera, pts).points)
+            mapped = self.processor.map_queries(camera, pts).points
             unified, exact, _ = self.unify(image, camera)
-            queries.images.append(unified)
-            queries.cameras.append(exact)
+            if not per_query:
+                queries.points.append(mapped)
+                queries.images.append(unified)
+                queries.cameras.append(exact)
+                continue
+            for point in mapped:  # each query sees exactly the window it was trained on, its pixel at the centre
+                box = window.box(exact, point)
+                cut, cut_camera = crop_window(unified, exact, box)
+                queries.images.append(cut)
+                queries.cameras.append(cut_camera)
+                queries.points.append((point - np.array(box[:2]))[None])
         messages = self.processor.task_messages(task, **queries.task_fields)
         prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         queries.prompt = prompt + self.processor.forced_prefix(task)

@@ -25,6 +25,7 @@ from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
+from depthlm_hf.prompting.model_window import principal_crop, window_setting
 from depthlm_hf.prompting.presets import PRESET_NAMES, PRESETS, ImageScale, PixelMap, check_settings
 from depthlm_hf.prompting.query_inputs import (
     Points,
@@ -75,6 +76,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         system_prompt: optional system message.
         max_image_pixels: decompression-bomb guard for input images.
         preset: the name of the `PRESETS` entry these settings came from (informational).
+        window: the window the model was trained on (`depthlm_hf.prompting.model_window`; None: the whole image).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         preset: str | None = "paper",
         pixel_map: PixelMap = "exact",
         image_scale: ImageScale = "keep",
+        window: dict | None = None,
         **kwargs,
     ):
         check_settings(focal_mode, pixel_map, image_scale)
@@ -109,6 +112,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         self.system_prompt = system_prompt
         self.max_image_pixels = int(max_image_pixels)
         self.preset = preset
+        self.window = window_setting(window)
         self._base_class = resolve_processor_class(base_processor_class)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
@@ -186,6 +190,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         `require_fit`) when its marker does not fit in the model image.
         """
         camera = CameraIntrinsics.from_list(intrinsics)
+        crop = principal_crop(self, camera) if crop is None else crop
         pts = point_array(points)
         outside = ~inside(pts, camera)
         if outside.any():
@@ -227,6 +232,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
             return self.markable(camera, np.stack([xs.ravel(), ys.ravel()], -1), crop).reshape(
                 camera.height, camera.width
             )
+        crop = principal_crop(self, camera) if crop is None else crop
         transform, focal = self.query_transform(camera, crop), self.unified_focal_length
         return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal, crop)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from depthlm_hf.prompting.model_window import describe as describe_window
 from depthlm_hf.tasks.text import DEFAULT_TASK
 
 CARD_INFO_FILE = "depthlm_card.json"
@@ -62,6 +63,8 @@ class ModelCardInfo:
         focal_mode: "xy" or "fx" focal unification.
         marker: marker style (shape, size, color, ...).
         crop: crop settings (width/height ranges [px], position), empty when images are not cropped.
+        window: the processor's `window` setting, what the model is asked on (`depthlm_hf.prompting.model_window`;
+            None: the whole unified image).
         recipe: training hyperparameters (learning rate, schedule, batch sizes, steps, ...).
         eval_results: figures per evaluation dataset, e.g. `{"ibims1": {"delta1": 0.91, "absrel": 0.08}}`.
         hub_model_id: the Hub repository the model is pushed to, if any.
@@ -78,6 +81,7 @@ class ModelCardInfo:
     focal_mode: str = "xy"
     marker: dict[str, Any] = field(default_factory=dict)
     crop: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     eval_results: dict[str, dict[str, float]] = field(default_factory=dict)
     hub_model_id: str | None = None
@@ -178,6 +182,7 @@ def card_info_from_args(
         focal_mode=processor.focal_mode,
         marker=dict(processor.marker),
         crop=crop,
+        window=getattr(processor, "window", None),
         recipe=recipe_from_args(training_args),
         hub_model_id=getattr(training_args, "hub_model_id", None),
         peft=peft,
@@ -244,7 +249,8 @@ def render_model_card(info: ModelCardInfo, name: str | None = None) -> str:
         "## Visual prompt",
         f"- unified focal length: {info.unified_focal_length:g} px (focal mode `{info.focal_mode}`)",
         "- marker: " + (", ".join(f"{k} {v}" for k, v in info.marker.items()) or "processor default"),
-        "- crops: " + (", ".join(f"{k} {v}" for k, v in info.crop.items()) or "none"),
+        "- training crops: " + (", ".join(f"{k} {v}" for k, v in info.crop.items()) or "none"),
+        f"- asked on: {describe_window(info.window)} (the processor's `window` setting; `DepthLMPredictor` applies it)",
         "## Training data",
         _table(info.datasets, ("source", "weight")),
         "",
