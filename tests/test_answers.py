@@ -73,7 +73,7 @@ def test_templates():
         question("speed", time=2)
         == "How many meters per second must the camera move to reach this point in 2.00 seconds?"
     )
-    assert set(TASKS) == {"distance", "z_distance", "speed", "time", "two_point_distance", "translation"}
+    assert set(TASKS) == {"distance", "z_distance", "speed", "time", "two_point_distance", "translation", "marker_row"}
     assert get_task("two_point_distance").num_points == 2 and get_task("translation").num_images == 2
 
 
@@ -107,4 +107,5 @@ def test_one_registry_entry_per_task():
         "time": (1, 1, ("speed",)),
         "two_point_distance": (2, 1, ()),
         "translation": (0, 2, ()),
+        "marker_row": (1, 1, ()),
     }

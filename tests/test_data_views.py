@@ -124,6 +124,24 @@ def test_all_six_tasks_build_rows_with_the_same_columns(processor, row_format):
             assert parse_answer(answer, row["task"]) == pytest.approx(row["depth"], abs=0.005)
 
 
+def test_marker_row_rows_answer_the_row_of_the_marker_in_the_cropped_image(source, processor, recorded):
+    """The localisation warm start (task "marker_row") is labelled in the model image: after unification and crop."""
+    config = TrainingViewConfig(tasks={"marker_row": 1.0}, crop_width=(150, 260), crop_height=(110, 200))
+    view = TrainingView(source, processor, config, seed=0, num_samples=12, row_format="sft")
+    for index in range(12):
+        row = view[index]
+        points, crop, intr, prepared = recorded[-1]
+        assert row["task"] == "marker_row" and row["prompt"] == processor.task_messages("marker_row")
+        assert (
+            row["depth"]
+            == prepared.points[0][1] / 10  # tens of pixels
+            == processor.map_queries(intr, points, crop).points[0][1] / 10
+        )
+        assert processor.parse_answer(row["completion"][0]["content"][0]["text"], "marker_row") == round(
+            row["depth"], 2
+        )
+
+
 def test_rows_are_deterministic_in_seed_and_index(source, processor):
     a = TrainingView(source, processor, seed=5, num_samples=4, row_format="grpo")
     b = TrainingView(source, processor, seed=5, num_samples=4, row_format="grpo")

@@ -77,7 +77,7 @@ def test_candidates_restrict_the_marked_pixels_and_too_few_give_none():
 def test_every_task_is_buildable_and_unknown_ones_are_refused():
     rec = synthetic_record("indoor", seed=4, num_points=10, two_view=True)
     for task in TASKS:
-        sample = build_sample(task, rec, np.random.default_rng(0))
+        sample = build_sample(task, rec, np.random.default_rng(0), locate=lambda pts: pts + [3, 5])
         assert (
             sample.task == task
             and sample.value > 0
@@ -85,6 +85,11 @@ def test_every_task_is_buildable_and_unknown_ones_are_refused():
         )
     with pytest.raises(ValueError, match="Available: distance"):
         build_sample("depth", rec, np.random.default_rng(0))
+    # "marker_row" is read in the model image: `locate` maps the record's pixel there, and it is needed.
+    sample = build_sample("marker_row", rec, np.random.default_rng(0), locate=lambda pts: pts + [3, 5])
+    assert sample.value == (sample.points[0][1] + 5) / 10  # tens of pixels
+    with pytest.raises(ValueError, match="`LabelInputs.locate`"):
+        build_sample("marker_row", rec, np.random.default_rng(0))
     assert CameraIntrinsics.from_list(rec["intrinsics"]).width == rec["image"].width
 
 

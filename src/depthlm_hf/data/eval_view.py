@@ -94,7 +94,8 @@ class EvaluationView(_View):
         record_index, point_index = (int(v) for v in self.pairs[index])
         record = self._record(record_index)
         point = np.asarray(record["pixel_coords"][point_index], dtype=np.float64)
-        sample = build_sample(self.task, record, rng(self.seed, index), candidates=[point_index])
+        locate = lambda pts: self.processor.map_queries(record["intrinsics"], pts).points  # noqa: E731
+        sample = build_sample(self.task, record, rng(self.seed, index), candidates=[point_index], locate=locate)
         prepared = self.processor.prepare(record["image"], record["intrinsics"], point[None])
         return {
             "images": [prepared.image],
@@ -150,7 +151,8 @@ def build_samples(
             if not others:
                 continue
             candidates = [point_index, int(rng(seed, k, task).choice(others))]
-        sample = build_sample(task, record, rng(seed, k, task), candidates=candidates)
+        locate = lambda pts, rec=record: processor.map_queries(rec["intrinsics"], pts).points  # noqa: E731
+        sample = build_sample(task, record, rng(seed, k, task), candidates=candidates, locate=locate)
         samples.append(
             {
                 "id": k,

@@ -141,7 +141,8 @@ class GroupedTrainingView(TrainingView):
             return self._two_view_row(task, unified.record, rng)
         window = self._window(unified.intrinsics, rng)
         candidates = self._fitting(unified.record["pixel_coords"], unified.intrinsics, window)
-        sample = build_sample(task, unified.record, rng, candidates, self.config.ranges)
+        locate = lambda pts: self.processor.map_queries(unified.intrinsics, pts, window).points  # noqa: E731
+        sample = build_sample(task, unified.record, rng, candidates, self.config.ranges, locate)
         if sample is None:
             self.stats["no_point_in_crop"] += 1
             return None

@@ -268,7 +268,8 @@ class TrainingView(_View):
         intr = self._jittered(CameraIntrinsics.from_list(record["intrinsics"]), rng)
         window = self._window(intr, rng)
         candidates = self._fitting(record["pixel_coords"], intr, window)
-        sample = build_sample(task, record, rng, candidates, self.config.ranges)
+        locate = lambda pts: self.processor.map_queries(intr, pts, window).points  # noqa: E731
+        sample = build_sample(task, record, rng, candidates, self.config.ranges, locate)
         if sample is None:
             self.stats["no_point_in_crop"] += 1
             return None

@@ -1,23 +1,29 @@
 """Demo data: mixed-camera ground-plane scenes, and the images the model sees for each query.
 
 Every scene is rendered by :func:`depthlm_hf.data.synthetic.scenes.render_scene` at its native camera (640x480,
-focal 300-1500 px, fixed height, random pitch). The full method resizes it so the focal length becomes
-`unified_focal` (the processor's unification) and shows the model a `width` x `height` crop *centred on
-the query pixel*, with the red arrow at the centre. The "focal" ablation does the same on the whole
-native frame resized to `width` x `height` (apparent scale then varies with the camera); the "marker"
-ablation shows the unified window centred on the principal point, without marker, and writes the pixel
-in the question. Query pixels are drawn in the unified window (log-uniform in distance) and mapped to
-the other views, so every mode answers about the same physical points.
+focal 300-1500 px, fixed height, random pitch) and resized so the focal length becomes `unified_focal` (the
+processor's unification). The model image depends on `DemoScenes.crop`:
+
+- "paper" (the default, the paper's geometry): in training, a crop of random size (`width`..2`width` x
+  `height`..2`height`) centred on the principal point, the marker wherever the query is; in evaluation, the whole
+  unified canvas (`whole` window);
+- "principal": a fixed `width` x `height` crop centred on the principal point, in training and evaluation;
+- "query" (an ablation): a `width` x `height` crop centred on the query pixel, the marker at its centre.
+
+The "focal" ablation does the same on the whole native frame resized to `width` x `height` (apparent scale then
+varies with the camera); the "marker" ablation draws no marker and writes the pixel in the question, in the
+coordinates of the window shown. Query pixels are drawn in the unified principal window (log-uniform in
+distance) and mapped to the other views, so every mode answers about the same physical points.
 
 Each scene is kept as a *canvas*: a 2`width` x 2`height` image whose centre is the principal point
-(black where the camera saw nothing), from which query crops are cut on the fly.
+(black where the camera saw nothing), from which model windows are cut on the fly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -31,11 +37,13 @@ from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.processing import DepthLMProcessor
 
 Mode = Literal["full", "focal", "marker"]
-MODES: tuple[str, ...] = ("full", "focal", "marker")
-Crop = Literal["principal", "query"]
-CROPS: tuple[str, ...] = ("principal", "query")
+MODES: tuple[str, ...] = get_args(Mode)
+Crop = Literal["paper", "principal", "query"]
+CROPS: tuple[str, ...] = get_args(Crop)
+Size = tuple[int, int]
+"""A window size `(width, height)` [px]."""
 Cue = Literal["texture", "clean"]
-CUES: tuple[str, ...] = ("texture", "clean")
+CUES: tuple[str, ...] = get_args(Cue)
 SKY = (90, 140, 235)
 """Sky colour of the "clean" cue [RGB]."""
 
@@ -58,9 +66,10 @@ class DemoScenes:
         tile: ground checker tile [m].
         cue: "texture": the shaded, checkered ground of `render_scene`; "clean": every surface's grey level is
             a fixed function of its log-distance (`clean_image`), so the pixels at the marker tell the distance.
-        crop: "query": the window is centred on the query (the marker at its centre: the horizon's offset then
-            tells the distance, a cue the tiny model learns in minutes); "principal": centred on the principal
-            point, as in the paper (the marker is wherever the query is; not learnt at this scale, see docs).
+        crop: "paper": training crops of random size centred on the principal point, the whole canvas in
+            evaluation (the paper's geometry); "principal": a fixed `width` x `height` crop centred on the
+            principal point; "query": centred on the query (the marker at its centre: the horizon's offset then
+            tells the distance, a cue the tiny model learns in minutes without a localisation stage).
     """
 
     width: int = 112
@@ -71,7 +80,7 @@ class DemoScenes:
     pitch: tuple[float, float] = (0.0, 8.0)
     distance: tuple[float, float] = (2.0, 14.0)
     tile: float = 0.5
-    crop: Crop = "query"
+    crop: Crop = "paper"
     cue: Cue = "texture"
 
     def __post_init__(self) -> None:
@@ -103,8 +112,6 @@ class SceneBank:
             frame in the "focal" mode), principal point at the centre.
         intrinsics: S cameras of the canvases (true intrinsics, used to back-project).
         points: (S, P, 2) int [px] query pixels on the canvases.
-        text_points: (S, P, 2) int [px] the same queries in the unified `width` x `height` window (the
-            "marker" ablation's text coordinates).
         distance: (S, P) [m] Euclidean distance of each query (the label).
         depth: (S, 2H, 2W) [m] distance of every canvas pixel (NaN where nothing was seen), or None.
         focal: (S,) [px] native focal length of each scene.
@@ -113,28 +120,40 @@ class SceneBank:
     canvas: np.ndarray
     intrinsics: list[CameraIntrinsics]
     points: np.ndarray
-    text_points: np.ndarray
     distance: np.ndarray
     depth: np.ndarray | None
     focal: np.ndarray
-    crop: Crop = "query"
+    crop: Crop = "paper"
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) [px] of the model images."""
         return self.canvas.shape[2] // 2, self.canvas.shape[1] // 2
 
-    def window(self) -> tuple[int, int]:
-        """(left, top) [px] of the principal-point-centred model window on the canvas."""
+    def window(self, size: Size | None = None) -> tuple[int, int]:
+        """(left, top) [px] on the canvas of the window of `size` (default `self.size`) centred on the principal point.
+
+        >>> bank = SceneBank(np.zeros((1, 168, 224, 3), np.uint8), [], np.zeros((1, 1, 2)), None, None, None)
+        >>> bank.window(), bank.window((168, 112)), bank.window((224, 168))
+        ((56, 42), (28, 28), (0, 0))
+        """
         w, h = self.size
-        return w // 2, h // 2
+        width, height = size or (w, h)
+        return (2 * w - width) // 2, (2 * h - height) // 2
+
+    def training_sizes(self) -> list[Size]:
+        """The window sizes of the "paper" crop in training: multiples of 28 px from (`width`, `height`) to the canvas.
+
+        >>> bank = SceneBank(np.zeros((1, 168, 224, 3), np.uint8), [], np.zeros((1, 1, 2)), None, None, None)
+        >>> len(bank.training_sizes()), bank.training_sizes()[0], bank.training_sizes()[-1]
+        (20, (112, 84), (224, 168))
+        """
+        w, h = self.size
+        return [(x, y) for x in range(w, 2 * w + 1, 28) for y in range(h, 2 * h + 1, 28)]
 
     def subset(self, scenes: Sequence[int], points: np.ndarray | None = None) -> SceneBank:
-        """Scenes `scenes` (repeats allowed); with `points` (N, 2) [px] on the canvas, one query per entry.
-
-        Explicit `points` are taken as unified-window queries for the text coordinates, so use them with
-        the "full" and "marker" modes, or for pictures only in the "focal" mode.
-        """
+        """Scenes `scenes` (repeats allowed); with `points` (N, 2) [px] on the canvas, one query per entry
+        (labelled from the depth maps)."""
         idx = np.asarray(scenes, dtype=np.int64)
         depth = None if self.depth is None else self.depth[idx]
         cams = [self.intrinsics[i] for i in idx]
@@ -143,7 +162,6 @@ class SceneBank:
                 self.canvas[idx],
                 cams,
                 self.points[idx],
-                self.text_points[idx],
                 self.distance[idx],
                 depth,
                 self.focal[idx],
@@ -153,8 +171,7 @@ class SceneBank:
             raise ValueError("`points` need the depth maps: render the bank with `keep_depth=True`.")
         pts = np.asarray(points, dtype=np.int64).reshape(-1, 1, 2)
         labels = depth[np.arange(len(idx)), pts[:, 0, 1], pts[:, 0, 0]][:, None]
-        text = pts - np.array(self.window())
-        return SceneBank(self.canvas[idx], cams, pts, text, labels, depth, self.focal[idx], self.crop)
+        return SceneBank(self.canvas[idx], cams, pts, labels, depth, self.focal[idx], self.crop)
 
 
 def clean_image(depth: np.ndarray, distance: tuple[float, float]) -> np.ndarray:
@@ -227,7 +244,7 @@ def render_bank(
     w, h = spec.width, spec.height
     # Queries sit in the unified window, where an arrow fits and a text coordinate names a visible pixel.
     window = window_markable(processor, w, h)
-    canvases, cameras, points, text_points, labels, depths, focals = [], [], [], [], [], [], []
+    canvases, cameras, points, labels, depths, focals = [], [], [], [], [], []
     for index in tqdm(range(num_scenes), desc=desc, leave=False):
         rng = seeded_rng(seed, index)
         view = render_scene(config, rng)
@@ -239,7 +256,6 @@ def render_bank(
         depth = _canvas_depth(native_depth, unify, shift, w, h)
         upts = _pick_points(depth, window, spec.distance, points_per_scene, rng)
         labels.append(depth[upts[:, 1], upts[:, 0]])
-        text_points.append(upts - [w // 2, h // 2])
         if mode == "focal":
             raw = PixelTransform(
                 w / native.width, h / native.height, 0.5 * w / native.width - 0.5, 0.5 * h / native.height - 0.5, w, h
@@ -258,7 +274,6 @@ def render_bank(
         np.stack(canvases),
         cameras,
         np.stack(points),
-        np.stack(text_points),
         np.stack(labels),
         np.stack(depths) if keep_depth else None,
         np.array(focals),
@@ -277,74 +292,123 @@ def window_markable(processor: DepthLMProcessor, width: int, height: int) -> np.
     return processor.markable(canvas, crop=(width // 2, height // 2, width, height))
 
 
-def model_window(bank: SceneBank, scene: int, point: int, mode: Mode) -> tuple[Image.Image, tuple[int, int]]:
-    """The window the model sees for query `point` of `scene`, without marker, and its (left, top) [px] on the canvas.
+def window_box(bank: SceneBank, scene: int, point: int, mode: Mode, size: Size | None = None) -> tuple[int, ...]:
+    """`(left, top, width, height)` [px] on the canvas of the window the model sees for query `point` of `scene`.
 
-    Full method and "focal" ablation: the `bank.crop` window (principal-point or query centred); "marker"
-    ablation: the principal-point window.
+    `size`: the "paper" crop's training size; None is its evaluation window, the whole canvas. The "query" crop
+    centres a `bank.size` window on the query (except in the "marker" ablation, which has no marker to centre on
+    and takes the principal window); the "principal" crop takes the `bank.size` window at the principal point.
     """
     w, h = bank.size
-    x, y = (int(v) for v in bank.points[scene, point])
-    left, top = bank.window() if mode == "marker" or bank.crop == "principal" else (x - w // 2, y - h // 2)
-    return Image.fromarray(bank.canvas[scene]).crop((left, top, left + w, top + h)), (left, top)
+    if bank.crop == "paper":
+        width, height = size or (2 * w, 2 * h)
+    elif bank.crop == "query" and mode != "marker":
+        x, y = (int(v) for v in bank.points[scene, point])
+        return x - w // 2, y - h // 2, w, h
+    else:
+        width, height = w, h
+    return (*bank.window((width, height)), width, height)
 
 
-def model_image(bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle) -> Image.Image:
+def model_window(
+    bank: SceneBank, scene: int, point: int, mode: Mode, size: Size | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The window the model sees for query `point` of `scene` (`window_box`), without marker; its (left, top) [px]."""
+    left, top, width, height = window_box(bank, scene, point, mode, size)
+    return Image.fromarray(bank.canvas[scene]).crop((left, top, left + width, top + height)), (left, top)
+
+
+def model_image(
+    bank: SceneBank, scene: int, point: int, mode: Mode, style: MarkerStyle, size: Size | None = None
+) -> Image.Image:
     """The image the model sees for query `point` of `scene`: `model_window`, with the marker on the query
     except in the "marker" ablation."""
-    image, (left, top) = model_window(bank, scene, point, mode)
+    image, (left, top) = model_window(bank, scene, point, mode, size)
     if mode == "marker":
         return image
     x, y = (int(v) for v in bank.points[scene, point])
     return draw_markers(image, [[x - left, y - top]], style)
 
 
+def processor_window(crop: Crop, mode: Mode, size: Size) -> dict[str, int | str] | None:
+    """The processor's `window` setting (`depthlm_hf.prompting.model_window`) of a demo model: what it was trained
+    on, so every tool asks it the same way. "paper": None (the whole image); "principal": the `size` principal
+    crop; "query": the `size` window centred on each query (the principal one in the "marker" ablation).
+
+    >>> processor_window("query", "full", (112, 84)), processor_window("paper", "full", (112, 84))
+    ({'centre': 'query', 'width': 112, 'height': 84}, None)
+    """
+    if crop == "paper":
+        return None
+    centre = "query" if crop == "query" and mode != "marker" else "principal"
+    return {"centre": centre, "width": size[0], "height": size[1]}
+
+
 def predictor_queries(
-    bank: SceneBank, queries: Sequence[tuple[int, int]], mode: Mode, unified_focal: float
+    bank: SceneBank,
+    queries: Sequence[tuple[int, int]],
+    mode: Mode,
+    unified_focal: float,
+    size: Size | None = None,
 ) -> list[tuple[Image.Image, CameraIntrinsics, np.ndarray]]:
     """`DepthLMPredictor.predict_batch` queries `(image, intrinsics, (N, 2) points [px])` for (scene, point) pairs.
 
-    The image is `model_window` (no marker: the predictor draws it) with a camera whose focal length is
-    `unified_focal` [px], the processor's, so its unification is an identity and the model sees exactly
-    `model_image`. (In the "focal" ablation that camera is what "no unification" means: the frame is taken
-    as it is.) The principal point is put at the window's centre: an identity resize does not read it, and
-    a query-centred window may not contain the true one. Consecutive pairs on the same principal-point
-    window share one entry; answers keep the order.
+    The image is the whole canvas (`canvas_camera`; with `size`: its principal window of that size, the principal
+    point at its centre), without marker, with a camera whose focal length is `unified_focal` [px], the
+    processor's, so its unification is an identity; the processor's
+    `window` setting (`processor_window`) then cuts what the model was trained on, as for any user's image, and the
+    model sees exactly `model_image`. (In the "focal" ablation that camera is what "no unification" means: the
+    frame is taken as it is.) Consecutive pairs on the same scene share one entry; answers keep the order.
     """
     if mode == "marker":
         raise ValueError("`mode` 'marker' has no marker to draw: use `predictor_rows`.")
+    w, h = bank.size
+    width, height = size or (2 * w, 2 * h)
+    left, top = bank.window((width, height))
+    window = CameraIntrinsics(unified_focal, unified_focal, width / 2 - 0.5, height / 2 - 0.5, width, height)
     out: list[tuple[Image.Image, CameraIntrinsics, np.ndarray]] = []
     last = -1
     for scene, point in queries:
-        pixel = bank.points[scene, point]
-        if bank.crop == "principal" and scene == last:
-            image, camera, points = out[-1]
-            out[-1] = (image, camera, np.concatenate([points, [pixel - bank.window()]]))
+        pixel = bank.points[scene, point] - [left, top]
+        if scene == last:
+            out[-1] = (out[-1][0], out[-1][1], np.concatenate([out[-1][2], [pixel]]))
             continue
-        image, (left, top) = model_window(bank, scene, point, mode)
-        w, h = image.size
-        camera = CameraIntrinsics(unified_focal, unified_focal, w / 2 - 0.5, h / 2 - 0.5, w, h)
-        out.append((image, camera, (pixel - [left, top])[None]))
+        image = Image.fromarray(bank.canvas[scene]).crop((left, top, left + width, top + height))
+        out.append((image, window if size else canvas_camera(bank, scene, unified_focal), pixel[None]))
         last = scene
     return out
 
 
+def canvas_camera(bank: SceneBank, scene: int, unified_focal: float) -> CameraIntrinsics:
+    """The camera of `scene`'s whole canvas with focal length `unified_focal` [px]: its true principal point (within
+    half a pixel of the centre); the focal length is already f* except in the "focal" ablation, where taking the
+    frame as it is (no unification) is the point."""
+    return replace(bank.intrinsics[scene], fx=float(unified_focal), fy=float(unified_focal))
+
+
 def predictor_rows(
-    processor: DepthLMProcessor, bank: SceneBank, queries: Sequence[tuple[int, int]]
+    processor: DepthLMProcessor, bank: SceneBank, queries: Sequence[tuple[int, int]], size: Size | None = None
 ) -> list[dict[str, object]]:
     """`DepthLMPredictor.predict_rows` rows of the "marker" ablation: the window and the text-coordinate question."""
-    return [
-        {
-            "images": [model_window(bank, scene, point, "marker")[0]],
-            "prompt": processor.prompt_messages(question(processor, bank, scene, point, "marker")),
-        }
-        for scene, point in queries
-    ]
+    rows = []
+    for scene, point in queries:
+        image, origin = model_window(bank, scene, point, "marker", size)
+        text = question(processor, bank, scene, point, "marker", origin)
+        rows.append({"images": [image], "prompt": processor.prompt_messages(text)})
+    return rows
 
 
-def question(processor: DepthLMProcessor, bank: SceneBank, scene: int, point: int, mode: Mode) -> str:
-    """The question of query `point` of `scene` (pixel coordinates in the text for the "marker" ablation)."""
+def question(
+    processor: DepthLMProcessor,
+    bank: SceneBank,
+    scene: int,
+    point: int,
+    mode: Mode,
+    origin: tuple[int, int] | None = None,
+) -> str:
+    """The question of query `point` of `scene`; the "marker" ablation writes the pixel's coordinates in the
+    window whose (left, top) on the canvas is `origin` (default: the `bank.size` principal window)."""
     if mode == "marker":
-        x, y = bank.text_points[scene, point]
+        x, y = bank.points[scene, point] - np.asarray(origin if origin is not None else bank.window())
         return COORDINATE_QUESTION.format(x=int(x), y=int(y))
     return processor.question("distance")

@@ -18,6 +18,8 @@ from PIL import Image  # noqa: E402
 from depthlm_hf.inference.pointcloud import PointCloud  # noqa: E402
 
 WINDOWS = {
+    "paper": "in training, principal-point crops of random size (the marker where the query is); in evaluation, the "
+    "whole unified image (the paper's geometry)",
     "principal": "the unified image's window centred on the principal point, marker where the query is (the paper's)",
     "query": "the unified image's window centred on the query pixel, marker at its centre",
 }

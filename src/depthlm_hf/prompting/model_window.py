@@ -128,3 +128,9 @@ def describe(window: dict[str, Any] | None) -> str:
     if w.centre == "principal":
         return f"the {w.width}x{w.height} crop of the unified image centred on the principal point"
     return f"a {w.width}x{w.height} window of the unified image centred on each query pixel (one window per query)"
+
+
+def camera_and_crop(processor: Any, intrinsics: Any, crop: tuple[int, ...] | None) -> tuple[CameraIntrinsics, Any]:
+    """The camera of `intrinsics` and the crop its queries get: `crop` itself, else `principal_crop`."""
+    camera = CameraIntrinsics.from_list(intrinsics)
+    return camera, principal_crop(processor, camera) if crop is None else crop

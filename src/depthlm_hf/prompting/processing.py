@@ -25,7 +25,7 @@ from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform
 from depthlm_hf.prompting.image_scale import keep_scale
 from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
-from depthlm_hf.prompting.model_window import principal_crop, window_setting
+from depthlm_hf.prompting.model_window import camera_and_crop, window_setting
 from depthlm_hf.prompting.presets import PRESET_NAMES, PRESETS, ImageScale, PixelMap, check_settings
 from depthlm_hf.prompting.query_inputs import (
     Points,
@@ -103,16 +103,12 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         unify_focal_length(CameraIntrinsics(1.0, 1.0, 1.0, 1.0, 2, 2), unified_focal_length)  # validates f*
         self.base_processor_class = base_processor_class
         self.base_processor_kwargs = dict(base_processor_kwargs or {})
-        self.unified_focal_length = float(unified_focal_length)
-        self.focal_mode = focal_mode
+        self.unified_focal_length, self.focal_mode = float(unified_focal_length), focal_mode
         self.pixel_map, self.image_scale = pixel_map, image_scale
         self.marker = MarkerStyle.from_dict(marker).to_dict()
-        self.question_template = question_template
-        self.answer_template = answer_template
-        self.system_prompt = system_prompt
-        self.max_image_pixels = int(max_image_pixels)
-        self.preset = preset
-        self.window = window_setting(window)
+        self.question_template, self.answer_template = question_template, answer_template
+        self.system_prompt, self.max_image_pixels = system_prompt, int(max_image_pixels)
+        self.preset, self.window = preset, window_setting(window)
         self._base_class = resolve_processor_class(base_processor_class)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
@@ -189,8 +185,7 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         Raises `ValueError` naming `points` when one lies outside the input image, or (with
         `require_fit`) when its marker does not fit in the model image.
         """
-        camera = CameraIntrinsics.from_list(intrinsics)
-        crop = principal_crop(self, camera) if crop is None else crop
+        camera, crop = camera_and_crop(self, intrinsics, crop)
         pts = point_array(points)
         outside = ~inside(pts, camera)
         if outside.any():
@@ -226,13 +221,12 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         Returns:
             (N,) bool for `points`, or an (H, W) bool mask of the input image when `points` is None.
         """
-        camera = CameraIntrinsics.from_list(intrinsics)
+        camera, crop = camera_and_crop(self, intrinsics, crop)
         if points is None:
             xs, ys = np.meshgrid(np.arange(camera.width), np.arange(camera.height))
             return self.markable(camera, np.stack([xs.ravel(), ys.ravel()], -1), crop).reshape(
                 camera.height, camera.width
             )
-        crop = principal_crop(self, camera) if crop is None else crop
         transform, focal = self.query_transform(camera, crop), self.unified_focal_length
         return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal, crop)
 

@@ -6,7 +6,7 @@ reads it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,8 @@ class LabelInputs:
         fields: the question's placeholders (`time` [s], `speed` [m/s]).
         z_depth: (K,) [m] principal-axis depths when the record has them, else None.
         translation: (3,) [m] the camera displacement between two views, else None.
+        locate: maps (K, 2) [px] pixels to the model image (after unification and crop), when known; labels read
+            there ("marker_row") call it.
     """
 
     points: np.ndarray
@@ -33,6 +35,7 @@ class LabelInputs:
     fields: Mapping[str, float] = field(default_factory=dict)
     z_depth: np.ndarray | None = None
     translation: Sequence[float] | None = None
+    locate: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def distance_label(distance: float) -> float:
@@ -90,6 +93,16 @@ def translation_label(translation: Sequence[float]) -> float:
     return float(np.linalg.norm(np.asarray(translation, dtype=np.float64)))
 
 
+def marker_row_label(model_point: Sequence[float]) -> float:
+    """Row of the marker's anchor `model_point` (2,) [px] in the model image, in tens of pixels (where the model must
+    look; one digit before the decimal point for images up to 99 px tall, as the distances' answers have).
+
+    >>> marker_row_label([30, 42])
+    4.2
+    """
+    return float(model_point[1]) / 10.0
+
+
 def label_distance(q: LabelInputs) -> float:
     return distance_label(q.distances[0])
 
@@ -114,3 +127,12 @@ def label_two_point_distance(q: LabelInputs) -> float:
 
 def label_translation(q: LabelInputs) -> float:
     return translation_label(q.translation)
+
+
+def label_marker_row(q: LabelInputs) -> float:
+    if q.locate is None:
+        raise ValueError(
+            "task 'marker_row' is labelled in the model image: pass `locate` (`LabelInputs.locate`, "
+            "`depthlm_hf.tasks.samples.build_sample`)."
+        )
+    return marker_row_label(np.asarray(q.locate(q.points), dtype=np.float64)[0])

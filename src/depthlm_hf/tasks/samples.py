@@ -12,11 +12,12 @@ label. Labels are in SI units: metres [m], seconds [s], metres per second [m/s].
 | `time`               | 1       | 1      | distance / speed [s]                     | `speed` [m/s]   |
 | `two_point_distance` | 2       | 1      | `|P1 - P2|` of the back-projected points  |                 |
 | `translation`        | 0       | 2      | `|t|`, camera displacement between views  |                 |
+| `marker_row`         | 1       | 1      | the marker's row in the model image [px] (localisation, a warm start) | |
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,12 +76,14 @@ def build_sample(
     rng: np.random.Generator,
     candidates: Sequence[int] | np.ndarray | None = None,
     ranges: TaskRanges = TaskRanges(),
+    locate: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TaskSample | None:
     """A random `task` sample from `record`, marking only pixels among `candidates` (default: all of them).
 
     Returns `None` when the record cannot host the task (too few candidate pixels, or no second view
     for `translation`). Question fields are rounded to two decimals *before* the label is computed,
-    so the label answers exactly the question the model reads.
+    so the label answers exactly the question the model reads. `locate` maps (K, 2) [px] pixels of the record to
+    the model image (after unification and crop); labels read there ("marker_row") call it, others ignore it.
 
     >>> rec = {"intrinsics": [500, 500, 320, 240, 640, 480], "pixel_coords": [[320, 240]], "depth": [3.0]}
     >>> s = build_sample("time", rec, np.random.default_rng(0))
@@ -108,5 +111,6 @@ def build_sample(
         CameraIntrinsics.from_list(record["intrinsics"]),
         fields,
         None if z is None else np.asarray(z, dtype=np.float64)[list(chosen)],
+        locate=locate,
     )
     return TaskSample(task, chosen, inputs.points, spec.label(inputs), fields, 1)

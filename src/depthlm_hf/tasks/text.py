@@ -13,11 +13,11 @@ from typing import Literal, get_args
 
 from depthlm_hf.tasks import labels
 
-TaskName = Literal["distance", "z_distance", "speed", "time", "two_point_distance", "translation"]
+TaskName = Literal["distance", "z_distance", "speed", "time", "two_point_distance", "translation", "marker_row"]
 """The tasks' names: the keys of `TASKS` (checked at import)."""
 TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
-Unit = Literal["m", "s", "m/s"]
-"""Units of the answers: metres, seconds, metres per second."""
+Unit = Literal["m", "s", "m/s", "10 px"]
+"""Units of the answers: metres, seconds, metres per second; tens of pixels ("marker_row")."""
 DEFAULT_TASK: TaskName = "distance"
 """The paper's task: the default of every `task` argument, and the one a point cloud asks at each pixel."""
 
@@ -31,7 +31,8 @@ class Task:
         question: user question; `{field}` placeholders are filled from the sample (e.g. `{time}`).
         answer: assistant answer; `{value}` receives the number with two decimals.
         label: computes the target value from `depthlm_hf.tasks.labels.LabelInputs`.
-        unit: unit of the answer value ("m", "s" or "m/s"): lengths accept cm/mm/km in model output.
+        unit: unit of the answer value ("m", "s", "m/s"; "10 px": tens of pixels): lengths accept cm/mm/km in
+            model output.
         num_points: markers per prompt (0: the question is about the images, not a pixel).
         num_images: images per prompt.
         fields: question placeholders drawn per sample (from `TaskRanges`).
@@ -107,9 +108,17 @@ _TASK_LIST = (
         num_points=0,
         num_images=2,
     ),
+    Task(
+        "marker_row",
+        "How many tens of pixels below the top of the image is this point?",
+        "The point is around {value} tens of pixels below the top of the image.",
+        labels.label_marker_row,
+        unit="10 px",
+    ),
 )
 TASKS: dict[TaskName, Task] = {task.name: task for task in _TASK_LIST}
-"""Every task by name; the distance texts are the paper's."""
+"""Every task by name; the distance texts are the paper's. "marker_row" (the marker's row in the model image,
+in tens of pixels; no depth label) is a localisation task, a warm start for the depth tasks (docs/training.md)."""
 assert tuple(TASKS) == TASK_NAMES, f"`TASKS` {tuple(TASKS)} must list the `TaskName`s {TASK_NAMES} in order."
 
 OFFICIAL_QUESTION = (
