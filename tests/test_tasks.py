@@ -102,7 +102,7 @@ def test_the_task_names_literal_is_the_registry():
 
 def test_per_pixel_tasks_and_preset_prompts_follow_the_fields():
     """One question per pixel of one image with no question field: the tasks whose answers form a map."""
-    assert [name for name, task in TASKS.items() if task.is_per_pixel()] == ["distance", "z_distance"]
+    assert [name for name, task in TASKS.items() if task.is_per_pixel()] == ["distance", "z_distance", "marker_row"]
     assert not replace(TASKS["distance"], num_points=2).is_per_pixel()
     assert not replace(TASKS["distance"], fields=("time",)).is_per_pixel()
     assert [name for name, task in TASKS.items() if task.preset_prompt] == ["distance"]
