@@ -57,7 +57,8 @@ MARKER = re.compile(r"<!--\s*docs-harness:\s*skip\s+(?P<reason>\w+)(?::\s*(?P<pr
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 TINY_DEMO = (
-    "--train_scenes 4 --points_per_scene 2 --eval_scenes 4 --max_steps 2 --batch_size 2 --curve_every 2 "
+    "--train_scenes 4 --points_per_scene 2 --eval_scenes 4 --localisation_steps 2 --max_steps 2 --batch_size 2 "
+    "--curve_every 2 "
     "--curve_scenes 2 --point_cloud_points 4"
 )
 REWRITES: tuple[tuple[str, str], ...] = (
