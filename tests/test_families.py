@@ -215,8 +215,11 @@ def test_save_reload_same_logits(family):
     batch = _query(processor, force_answer_prefix=True)
     reloaded = AutoModelForImageTextToText.from_pretrained(folder).eval()
     assert type(reloaded) is type(model)
+    other = processor(images=_image(7), intrinsics=CAMERA, points=POINT, force_answer_prefix=True)
     with torch.no_grad():
-        np.testing.assert_allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-5)
+        logits = model(**batch).logits
+        np.testing.assert_allclose(reloaded(**batch).logits, logits, atol=1e-5)
+        assert not torch.allclose(model(**other).logits, logits)  # the random model sees the image
 
 
 def test_depthlm_predict_on_the_saved_folder(family, tmp_path):

@@ -100,6 +100,10 @@ def tiny_vlm(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
+        with torch.no_grad():  # Gemma 3 zero-initialises its image projection: a random model would be blind
+            for weight in model.parameters():
+                if weight.ndim > 1 and not weight.any():
+                    weight.normal_(0.0, config.get_text_config().initializer_range)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = None
