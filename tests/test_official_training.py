@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from datasets import Dataset
 from PIL import Image
 
@@ -158,3 +159,33 @@ def test_unknown_options_are_refused(settings, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         AnswerOnlyCollator(processor=None, **settings)
     assert DepthLMSFTConfig(tmp_path, loss_on="all_but_image", bf16=False).completion_only_loss is False
+
+
+def test_depthlm_sft_with_the_release_options_saves_do_rescale_off(tmp_path, one_thread):
+    """`depthlm sft --loss_on all_but_image --training_pixels release` on a stock Llava/Pixtral folder: one step,
+    and the saved processor has `do_rescale` off, as the release's train.py saves it."""
+    import json
+
+    from depthlm_hf.scripts import sft
+
+    model, processor = tiny_llava_pixtral(seed=0)
+    folder = tmp_path / "pixtral"
+    model.save_pretrained(folder)
+    processor.base_processor.save_pretrained(folder)
+    out = tmp_path / "out"
+    config = {"model_name_or_path": str(folder), "processor_preset": "official_pixtral", "output_dir": str(out)}
+    config |= {"loss_on": "all_but_image", "training_pixels": "release", "synthetic": "ground", "synthetic_scenes": 4}
+    config |= {"unified_focal_length": 150.0, "crop_width": None, "crop_height": None, "max_steps": 1}
+    config |= {"per_device_train_batch_size": 2, "use_cpu": True, "bf16": False, "save_strategy": "no"}
+    config |= {"report_to": "none", "logging_steps": 1}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--config", str(tmp_path / "config.yaml")]
+    trainer = sft.main(argv)
+    assert trainer.state.global_step == 1 and np.isfinite(trainer.state.log_history[0]["loss"])
+
+    def do_rescale(path):  # transformers 5 saves the image processor's settings inside processor_config.json
+        return json.loads((path / "processor_config.json").read_text())["image_processor"]["do_rescale"]
+
+    assert do_rescale(out) is False and do_rescale(folder) is True
+    reloaded = DepthLMProcessor.from_pretrained(out)
+    assert reloaded.preset == "official_pixtral" and reloaded.image_processor.do_rescale is False

@@ -105,6 +105,21 @@ def test_a_local_copy_of_the_release_picks_official_pixtral_before_any_model_loa
     assert settings["base_processor_kwargs"]["patch_size"] == 16
 
 
+def test_the_release_files_resaved_by_transformers_5_are_recognised(tmp_path):
+    """transformers 5 nests the image settings in processor_config.json instead of preprocessor_config.json."""
+    import json
+
+    from depthlm_hf.prompting.presets import release_mismatches
+    from depthlm_hf.testing import write_release_files
+
+    folder = write_release_files(tmp_path)
+    image = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").unlink()
+    config = json.loads((folder / "processor_config.json").read_text())
+    (folder / "processor_config.json").write_text(json.dumps({**config, "image_processor": image}))
+    assert release_mismatches(folder) == [] and checkpoint_preset(folder, {}) == "official_pixtral"
+
+
 @pytest.mark.parametrize(
     "change, difference",
     [

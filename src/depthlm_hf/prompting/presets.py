@@ -111,8 +111,9 @@ def release_mismatches(name_or_path: str | os.PathLike, revision: str | None = N
     The release's signature, read from the files alone (no weights, nothing imported):
     `config.json` is a `llava` model with a `pixtral` vision tower, a 131,072-entry text vocabulary and image
     token 10; `tokenizer.json` is tekken-sized with `[IMG]` at id 10; the chat template is a Pixtral one
-    (`[INST]`, `[/INST]`, `[IMG]`); `preprocessor_config.json` is a Pixtral image processor with `do_resize`
-    and `do_rescale` off, as the release's `train.py` saves it (a stock Pixtral-12B has both on).
+    (`[INST]`, `[/INST]`, `[IMG]`); the image settings (`preprocessor_config.json`, or inside `processor_config.json`
+    as transformers 5 saves them) are a Pixtral image processor's with `do_resize` and `do_rescale` off, as the
+    release's `train.py` saves them (a stock Pixtral-12B has both on).
     """
     name = str(name_or_path)
     config = _read_json(name, "config.json", revision) or {}
@@ -131,7 +132,9 @@ def release_mismatches(name_or_path: str | os.PathLike, revision: str | None = N
     template = _chat_template(name, revision)
     if not all(mark in template for mark in ("[INST]", "[/INST]", "[IMG]")):
         found.append("the chat template is not a Pixtral one ([INST] ... [IMG] ... [/INST])")
-    image = _read_json(name, "preprocessor_config.json", revision) or {}
+    image = _read_json(name, "preprocessor_config.json", revision)
+    if image is None:  # transformers 5 saves the image settings inside processor_config.json
+        image = (_read_json(name, "processor_config.json", revision) or {}).get("image_processor") or {}
     kind = str(image.get("image_processor_type", ""))
     if not kind.startswith("Pixtral") or image.get("do_resize") is not False or image.get("do_rescale") is not False:
         found.append(
