@@ -82,6 +82,8 @@ def test_fast_demo_report_figures_are_finite(fast_report):
     for figures in (stage1, saved["depth_stage"], saved):
         assert figures["wall_seconds"] > 0 and 0 < figures["cpu_seconds"], figures
     assert (out / "localisation" / "config.json").is_file()
+    text = (out / "report.md").read_text()
+    assert f"process CPU time: {saved['cpu_seconds']:.0f} s" in text and "Stage 1 (task `marker_row`, 30 steps)" in text
 
 
 def test_fast_demo_point_cloud_is_a_ply_of_finite_points(fast_report):

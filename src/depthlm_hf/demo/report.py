@@ -93,6 +93,20 @@ def plot_point_cloud(cloud: PointCloud, truth: np.ndarray, image: Image.Image, p
     plt.close(fig)
 
 
+def _stage_lines(report: Mapping[str, Any]) -> list[str]:
+    """The localisation stage's figures, when the run had one."""
+    stage = report.get("localisation")
+    if not stage:
+        return []
+    return [
+        f"Stage 1 (task `marker_row`, {stage['steps']} steps): row delta1 {stage['row_delta1']:.3f} (best constant "
+        f"{stage['row_best_constant_delta1']:.3f}), {stage['wall_seconds']:.0f} s wall, {stage['cpu_seconds']:.0f} s "
+        f"CPU. Stage 2 (depth, {report['depth_stage']['steps']} steps): {report['depth_stage']['wall_seconds']:.0f} s "
+        f"wall, {report['depth_stage']['cpu_seconds']:.0f} s CPU.",
+        "",
+    ]
+
+
 def write_report(output_dir: Path, report: Mapping[str, Any]) -> None:
     """`report.json` (all figures) and `report.md` (a readable summary linking the pictures)."""
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -108,8 +122,10 @@ def write_report(output_dir: Path, report: Mapping[str, Any]) -> None:
         "",
         f"Held-out scenes: {report['num_eval']} (one query each). Training: {report['max_steps']} steps x "
         f"{report['batch_size']} queries from {report['num_train_scenes']} scenes. Wall time: "
-        f"{report['wall_seconds']:.0f} s on {report['machine']}.",
+        f"{report['wall_seconds']:.0f} s, process CPU time: {report['cpu_seconds']:.0f} s (the measure when the "
+        f"cores are shared) on {report['machine']}.",
         "",
+        *_stage_lines(report),
         f"Model window: {WINDOWS[report['scenes']['crop']]}; scenes: {CUES[report['scenes']['cue']]}.",
         "",
         "| predictor | delta1 | AbsRel | parse rate |",
