@@ -321,3 +321,15 @@ def test_official_protocol_reports_the_release_scoring(ibims1_dir, tmp_path, mon
     assert metrics["num_samples"] == 128 and metrics["delta1"] == 0.0 and metrics["release_delta1"] == 1.0
     fixed = main([*args, "--num_samples", "16", "--output_dir", str(tmp_path / "fixed")])
     assert "release_delta1" not in fixed["distance"]["ibims1"]
+
+
+def test_official_protocol_without_math_verify_fails_before_a_model_run(tiny_dir, tmp_path, monkeypatch):
+    import sys
+
+    from depthlm_hf.metrics.runner import EvalArguments
+
+    (tmp_path / "val.jsonl").write_text("")
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # what `import math_verify` sees when it is missing
+    with pytest.raises(ImportError, match=r"`pip install depthlm-hf\[official\]` \(or `pip install math-verify`\)"):
+        EvalArguments(model=str(tiny_dir), data=[f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"], protocol="official")
+    assert EvalArguments(model="constant:2.0", data=[f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"], protocol="official")
