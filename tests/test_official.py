@@ -333,3 +333,24 @@ def test_official_protocol_without_math_verify_fails_before_a_model_run(tiny_dir
     with pytest.raises(ImportError, match=r"`pip install depthlm-hf\[official\]` \(or `pip install math-verify`\)"):
         EvalArguments(model=str(tiny_dir), data=[f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"], protocol="official")
     assert EvalArguments(model="constant:2.0", data=[f"toy={tmp_path / 'val.jsonl'}:{tmp_path}"], protocol="official")
+
+
+def test_release_scoring_side_by_side_with_the_release_code(tmp_path, monkeypatch):
+    """The release's own `utils/metrics.py::delta1_metric` (from the mirror, imported at test time) gives the same
+    hits as `release_answer` + `release_delta1` on every edge case."""
+    pytest.importorskip("math_verify")
+    if not OFFICIAL_REPO.exists():
+        pytest.skip("no mirror of facebookresearch/DepthLM_Official")
+    from depthlm_hf.metrics.functional import release_delta1
+
+    source = subprocess.run(
+        ["git", "-C", str(OFFICIAL_REPO), "show", "HEAD:utils/metrics.py"], capture_output=True, text=True, check=True
+    ).stdout
+    (tmp_path / "release_metrics.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    release = importlib.import_module("release_metrics")
+    monkeypatch.setattr("builtins.print", lambda *args, **kwargs: None)  # it prints each parse failure
+    for text, target, *_ in SCORING_CASES:
+        theirs = release.delta1_metric([text], [f"<answer> {target} </answer>"])
+        assert theirs == [release_delta1([answers.release_answer(text)], [target])], text
+    sys.modules.pop("release_metrics", None)
