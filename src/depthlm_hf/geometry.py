@@ -39,7 +39,8 @@ the principal axis ("z", a depth map's value)."""
 DISTANCE_KINDS: tuple[DistanceKind, ...] = get_args(DistanceKind)
 
 
-def _check_finite_positive(name: str, value: float) -> float:
+def check_finite_positive(name: str, value: float) -> float:
+    """`value` as a float when it is a finite real number > 0, else a TypeError/ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}.")
     value = float(value)
@@ -82,7 +83,7 @@ class CameraIntrinsics:
 
     def __post_init__(self) -> None:
         for name in ("fx", "fy", "cx", "cy"):
-            object.__setattr__(self, name, _check_finite_positive(name, getattr(self, name)))
+            object.__setattr__(self, name, check_finite_positive(name, getattr(self, name)))
         for name in ("width", "height"):
             object.__setattr__(self, name, _check_size(name, getattr(self, name)))
 
@@ -192,7 +193,7 @@ def resize_transform(width: int, height: int, scale_x: float, scale_y: float) ->
     (1143, 859)
     """
     width, height = _check_size("width", width), _check_size("height", height)
-    scale_x, scale_y = _check_finite_positive("scale_x", scale_x), _check_finite_positive("scale_y", scale_y)
+    scale_x, scale_y = check_finite_positive("scale_x", scale_x), check_finite_positive("scale_y", scale_y)
     out_w, out_h = max(1, math.floor(width * scale_x)), max(1, math.floor(height * scale_y))
     return PixelTransform(scale_x, scale_y, 0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5, out_w, out_h)
 
@@ -220,7 +221,7 @@ def unify_focal_length(
     ...
     depthlm_hf.geometry.UnifiedImageTooLargeError: `intrinsics` [0.5, ... give a 1.28e+06 x 9.6e+05 px unified image...
     """
-    focal_length = _check_finite_positive("focal_length", focal_length)
+    focal_length = check_finite_positive("focal_length", focal_length)
     if mode == "xy":
         scale_x, scale_y = focal_length / intrinsics.fx, focal_length / intrinsics.fy
     elif mode == "fx":
@@ -256,7 +257,7 @@ def release_focal_resize(
     >>> (t.out_width, t.out_height), t.scale_x == 857 / 640
     ((857, 643), True)
     """
-    scale = _check_finite_positive("focal_length", focal_length) / intrinsics.fx
+    scale = check_finite_positive("focal_length", focal_length) / intrinsics.fx
     _check_unified_size(intrinsics, focal_length, scale, scale, max_pixels)
     out_w, out_h = max(1, int(intrinsics.width * scale)), max(1, int(intrinsics.height * scale))
     sx, sy = out_w / intrinsics.width, out_h / intrinsics.height
@@ -276,7 +277,7 @@ def release_map_points(
     [[695, 172], [60, 75]]
     """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    scale = _check_finite_positive("focal_length", focal_length) / intrinsics.fx
+    scale = check_finite_positive("focal_length", focal_length) / intrinsics.fx
     kx, ky = intrinsics.fx * scale / intrinsics.fx, intrinsics.fy * scale / intrinsics.fy
     x = (pts[:, 0] - intrinsics.cx) * kx + intrinsics.cx * scale
     y = (pts[:, 1] - intrinsics.cy) * ky + intrinsics.cy * scale

@@ -170,3 +170,15 @@ def check_output_dir(
             f"`{argument}` {str(path)!r} is not writable: {err.strerror or err} in {str(existing)!r}."
         ) from None
     return folder
+
+
+def check_weights(path: str | os.PathLike, argument: str = "model") -> None:
+    """Raise a ValueError naming `argument` and the folder when `path` is a local folder whose weights are missing,
+    cut short or malformed (read from the file headers: a truncated `model.safetensors` would otherwise surface as
+    a Rust error naming no folder); a Hub id passes."""
+    from depthlm_hf.training.checkpoints import weights_problem
+
+    folder = Path(path).expanduser()
+    problem = weights_problem(folder) if folder.is_dir() else None
+    if problem:
+        raise ValueError(f"`{argument}` {str(path)!r} has no usable weights: {problem}.")

@@ -194,7 +194,7 @@ class CuratedDataset:
         if not self.decode_images:
             return str(path)
         try:
-            image = load_image(path, max_pixels=self.max_pixels)
+            image = load_image(path, max_pixels=self.max_pixels, exif_orientation=False)
         except ValueError as err:
             raise InvalidRecordError("unreadable_image", str(err)) from None
         if image.size != (intrinsics[4], intrinsics[5]):

@@ -179,7 +179,7 @@ def _manifest_items(args: PrepareArguments) -> Iterator[tuple[int, dict[str, Any
                 reason = "missing_field"
                 rgb_path, depth_path, intrinsics = (entry[key] for key in MANIFEST_KEYS)
                 reason = "unreadable_rgb"
-                rgb = load_image(manifest.parent / rgb_path, args.max_pixels)
+                rgb = load_image(manifest.parent / rgb_path, args.max_pixels, exif_orientation=False)
                 reason = "unreadable_depth"
                 depth = read_depth(manifest.parent / depth_path, args.max_pixels)
                 reason = "unreadable_mask"
@@ -269,7 +269,7 @@ def prepare(args: PrepareArguments) -> dict[str, Any]:
             relative = f"{images.relative_to(out).as_posix()}/{index:07d}.png"
             image = record["image"]
             if not isinstance(image, Image.Image):
-                image = load_image(image, args.max_pixels)
+                image = load_image(image, args.max_pixels, exif_orientation=False)
             image.save(out / relative)
             record = {**record, "image": relative, "dataset": name}
             record.pop("index", None)

@@ -100,11 +100,20 @@ def _intrinsics(raw: Any, name: str) -> CameraIntrinsics:
         raise InvalidRecordError("bad_intrinsics", f"`{name}`: {err}") from None
 
 
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
 def _float_array(raw: Any, name: str, reason: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+    # JSON numbers only, as in `intrinsics`: `true` is not 1 and "2.5" is not 2.5 (numpy would convert both).
     try:
+        leaves = np.asarray(raw, dtype=object)
+        if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, _NUMBER_TYPES) for v in leaves.flat):
+            raise TypeError
         array = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InvalidRecordError(reason, f"`{name}` must be a (ragged-free) list of numbers.") from None
+        raise InvalidRecordError(
+            reason, f"`{name}` must be a (ragged-free) list of JSON numbers (not booleans or strings)."
+        ) from None
     if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
         raise InvalidRecordError(reason, f"`{name}` must have shape (N, {shape_tail}), got {array.shape}.")
     return array

@@ -40,7 +40,7 @@ from depthlm_hf.inference.decoding import DepthPrediction, Generated, NumberEndC
 from depthlm_hf.models import families, vision_attention
 from depthlm_hf.prompting import marker_patches, presets
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.resources import checkpoint_source, no_remote_code, resolve_device
+from depthlm_hf.resources import check_weights, checkpoint_source, no_remote_code, resolve_device
 
 
 class DepthLMPredictor(QueryPredictor):
@@ -104,6 +104,7 @@ class DepthLMPredictor(QueryPredictor):
         from transformers import AutoModelForImageTextToText
 
         source = checkpoint_source(str(path), revision, "path")  # a Hub id without a network fails here, fast
+        check_weights(source, "path")
         device = resolve_device(device)
         backend = {} if image_backend is None else {"backend": image_backend}
         settings = presets.checkpoint_settings(source, preset, revision)  # before the (12B) model: fails fast

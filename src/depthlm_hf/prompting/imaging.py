@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -9,23 +10,51 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from depthlm_hf.geometry import PixelTransform
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Largest image (width x height) accepted by default: 8000 x 8000."""
+EXIF_ORIENTATION = 0x0112
+"""The EXIF `Orientation` tag: 1 is upright; 2-8 flip and/or rotate the stored pixels for display."""
+MAX_PIXELS_CAP = 1_000_000_000
+"""The highest `max_pixels` anyone may set (about 31623 x 31623, 3 GB as RGB): the guard cannot be switched off."""
+
+
+def check_max_pixels(value: int, argument: str = "max_pixels") -> int:
+    """`value` as an int when it is a whole number of pixels in [1, MAX_PIXELS_CAP], else a ValueError or
+    TypeError naming `argument` (the same rule for an argument in code and a setting read from a checkpoint).
+
+    >>> check_max_pixels(64e6)
+    64000000
+    >>> check_max_pixels(1e30, "max_image_pixels")
+    Traceback (most recent call last):
+    ...
+    ValueError: `max_image_pixels` must be a whole number of pixels in [1, 1000000000], got 1e+30.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{argument}` must be a whole number of pixels, got {type(value).__name__} {value!r}.")
+    if not (math.isfinite(value) and value == int(value) and 1 <= value <= MAX_PIXELS_CAP):
+        raise ValueError(f"`{argument}` must be a whole number of pixels in [1, {MAX_PIXELS_CAP}], got {value!r}.")
+    return int(value)
 
 
 def load_image(
-    image: str | os.PathLike | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
+    image: str | os.PathLike | Image.Image | np.ndarray,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    exif_orientation: bool = True,
 ) -> Image.Image:
     """Open `image` (a path, a PIL image or an (H, W[, C]) uint8 array) as an RGB PIL image.
 
-    Grayscale, 16-bit, palette and RGBA images are converted to RGB (alpha is dropped, 16-bit values
+    Grayscale, 16-bit, float, palette and RGBA images are converted to RGB (alpha is dropped, 16-bit values
     are scaled to 8 bits). Images larger than `max_pixels` are refused before they are decoded.
-    A PIL image passed in is never modified.
+    A file is read as it is displayed: its EXIF orientation (a phone photo's "rotate 90") is applied, so
+    pixels, query points and intrinsics are those of the upright picture; `exif_orientation=False` keeps
+    the stored pixels (as curated datasets and the official release read them). A PIL image or array passed
+    in is used as it is and never modified.
     """
+    max_pixels = check_max_pixels(max_pixels)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise ValueError(
@@ -35,6 +64,8 @@ def load_image(
         image = Image.fromarray(image)
     elif isinstance(image, (str, os.PathLike)):
         image = open_image(image, max_pixels)
+        if exif_orientation and image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"`image` must be a path, a PIL image or a numpy array, got {type(image).__name__}.")
     _check_pixels(image, max_pixels)
@@ -70,7 +101,7 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, ar
     Guarded like every image this library reads: only a regular file is opened, its size is checked
     against `max_pixels` from the header before any pixel is decoded, and decoder errors become ValueErrors.
     """
-    path = Path(path)
+    path, max_pixels = Path(path), check_max_pixels(max_pixels)
     check_regular_file(path, argument)
     try:
         opened = _open_header(path, max_pixels)
@@ -125,10 +156,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
         gray = np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
-    if image.mode == "F":
-        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        span = max(float(array.max() - array.min()), 1e-12)
-        return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":  # scaled over its finite pixels; NaN and inf pixels are black
+        array = np.asarray(image, dtype=np.float64)
+        finite = np.isfinite(array)
+        low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 1.0)
+        scaled = np.where(finite, (np.where(finite, array, low) - low) / max(high - low, 1e-12) * 255, 0)
+        return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     return image.convert("RGB")

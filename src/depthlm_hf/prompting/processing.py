@@ -21,9 +21,10 @@ from PIL import Image
 from transformers import ImageProcessingMixin, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
-from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, crop_transform, unify_focal_length
+from depthlm_hf.geometry import CameraIntrinsics, PixelTransform, check_finite_positive, crop_transform
+from depthlm_hf.prompting import wrapped
 from depthlm_hf.prompting.image_scale import keep_scale
-from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, load_image
+from depthlm_hf.prompting.imaging import DEFAULT_MAX_PIXELS, apply_transform, check_max_pixels, load_image
 from depthlm_hf.prompting.markers import MarkerStyle, draw_markers
 from depthlm_hf.prompting.model_window import camera_and_crop, window_setting
 from depthlm_hf.prompting.presets import PRESET_NAMES, PRESETS, ImageScale, PixelMap, check_settings
@@ -49,7 +50,6 @@ from depthlm_hf.prompting.wrapped import (
     resolve_processor_class,
     video_processor_entry,
 )
-from depthlm_hf.resources import no_remote_code
 from depthlm_hf.tasks import text as answers
 
 Crop = tuple[int, int, int, int]
@@ -100,22 +100,21 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
         **kwargs,
     ):
         check_settings(focal_mode, pixel_map, image_scale)
-        unify_focal_length(CameraIntrinsics(1.0, 1.0, 1.0, 1.0, 2, 2), unified_focal_length)  # validates f*
         self.base_processor_class = base_processor_class
         self.base_processor_kwargs = dict(base_processor_kwargs or {})
-        self.unified_focal_length, self.focal_mode = float(unified_focal_length), focal_mode
-        self.pixel_map, self.image_scale = pixel_map, image_scale
+        self.unified_focal_length = check_finite_positive("unified_focal_length", unified_focal_length)
+        self.focal_mode, self.pixel_map, self.image_scale = focal_mode, pixel_map, image_scale
         self.marker = MarkerStyle.from_dict(marker).to_dict()
         self.question_template, self.answer_template = question_template, answer_template
-        self.system_prompt, self.max_image_pixels = system_prompt, int(max_image_pixels)
-        self.preset, self.window = preset, window_setting(window)
+        self.system_prompt, self.preset, self.window = system_prompt, preset, window_setting(window)
+        self.max_image_pixels = check_max_pixels(max_image_pixels, "max_image_pixels")
         self._base_class = resolve_processor_class(base_processor_class)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`ProcessorMixin.from_pretrained` with `trust_remote_code=False` for the tokenizer and image processor."""
-        return super().from_pretrained(pretrained_model_name_or_path, **no_remote_code(kwargs))
+        """`ProcessorMixin.from_pretrained` without remote code; a bad saved setting names itself and the file."""
+        return wrapped.load_checked(cls, super().from_pretrained, pretrained_model_name_or_path, kwargs)
 
     @classmethod
     def from_preset(cls, preset: str, image_processor, tokenizer, chat_template: str | None = None, **overrides):
@@ -228,7 +227,8 @@ class VisualPromptProcessor(TemplateCompatibleMixin, ProcessorMixin):
                 camera.height, camera.width
             )
         transform, focal = self.query_transform(camera, crop), self.unified_focal_length
-        return markable_points(point_array(points), camera, transform, self.marker_style, self.pixel_map, focal, crop)
+        pts = point_array(points, finite=False)  # a predicate: a NaN pixel is simply not markable
+        return markable_points(pts, camera, transform, self.marker_style, self.pixel_map, focal, crop)
 
     def render(self, image: Image.Image | str | np.ndarray, mapping: QueryMapping) -> PreparedImage:
         """Resize (and crop) `image` through `mapping.transform` once and draw a marker on each mapped point."""

@@ -73,8 +73,10 @@ class PreparedImage:
     transform: PixelTransform
 
 
-def point_array(points: Any) -> np.ndarray:
+def point_array(points: Any, finite: bool = True) -> np.ndarray:
     """`points` as a float (N, 2) array [px] (N may be 0; `None` is no point), or a `ValueError` naming `points`.
+
+    NaN and inf are refused unless `finite` is False (a predicate such as `markable` answers False for them).
 
     >>> point_array([[3, 4]]).tolist(), point_array(None).shape
     ([[3.0, 4.0]], (0, 2))
@@ -83,8 +85,10 @@ def point_array(points: Any) -> np.ndarray:
         return np.zeros((0, 2))
     try:
         raw = np.asarray(points)
-        # Booleans and strings would convert to floats silently; only real numbers are pixels.
-        if raw.size and raw.dtype.kind not in "iuf":
+        # Booleans and strings would convert to floats silently (`[True, 2]` even to an int array); only real
+        # numbers are pixels.
+        leaves = raw.flat if isinstance(points, np.ndarray) else np.asarray(points, dtype=object).flat
+        if raw.size and (raw.dtype.kind not in "iuf" or any(isinstance(v, (bool, np.bool_)) for v in leaves)):
             raise TypeError
         pts = raw.astype(np.float64)
     except (ValueError, TypeError):
@@ -96,6 +100,8 @@ def point_array(points: Any) -> np.ndarray:
         return np.zeros((0, 2))
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"`points` must have shape (N, 2) ([x, y] per point), got an array of shape {pts.shape}.")
+    if finite and not np.isfinite(pts).all():
+        raise ValueError(f"`points` must be finite pixels, got {pts[~np.isfinite(pts).all(axis=1)][:3].tolist()}.")
     return pts
 
 

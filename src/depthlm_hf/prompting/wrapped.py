@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import inspect
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import transformers
 from transformers import ProcessorMixin
 from transformers.processing_utils import ProcessingKwargs
 from transformers.utils.import_utils import DummyObject
+
+from depthlm_hf.resources import no_remote_code
 
 
 class DepthLMProcessorKwargs(ProcessingKwargs, total=False):
@@ -139,3 +146,17 @@ class TemplateCompatibleMixin:
             if strings == conversation:
                 raise
             return super().apply_chat_template(strings, chat_template, **kwargs)  # type: ignore[misc]
+
+
+def load_checked(cls: type, load: Callable[..., Any], path: str | os.PathLike, kwargs: dict[str, Any]) -> Any:
+    """`load(path, **kwargs)` with `trust_remote_code=False` (`resources.no_remote_code`), where a ValueError or
+    TypeError about a setting of `cls` read from the checkpoint (not passed in `kwargs`) also names the file it
+    came from: saved settings are checked like the same arguments given in code."""
+    kwargs = no_remote_code(kwargs)
+    try:
+        return load(path, **kwargs)
+    except (ValueError, TypeError) as err:
+        setting = re.match(r"`(\w+)`", str(err))
+        if setting is None or setting[1] in kwargs or setting[1] not in inspect.signature(cls.__init__).parameters:
+            raise
+        raise type(err)(f"{err} (read from {Path(path) / 'processor_config.json'})") from None

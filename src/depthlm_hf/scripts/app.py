@@ -30,6 +30,10 @@ class AppArguments:
     share: bool = field(default=False, metadata={"help": "Also open a public gradio.live link."})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
 
+    def __post_init__(self) -> None:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ValueError(f"`port` must be a TCP port number in [1, 65535], got {self.port!r}.")
+
 
 def make_parser() -> TrlParser:
     """`TrlParser` over :class:`AppArguments`."""

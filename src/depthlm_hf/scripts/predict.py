@@ -3,11 +3,13 @@
     depthlm predict --model runs/depthlm --image room.jpg --intrinsics 559.6 558.1 361.9 242.0 --points 320,240 10,5
     depthlm predict --model runs/depthlm --image photo.jpg --fov 65 --num_points 10000 --output_dir out
 
-The camera comes from `--intrinsics` (`FX FY CX CY [W H]` [px]), else `--fov` (horizontal, [deg]), else the
-image's EXIF 35 mm-equivalent focal length. `--points X,Y ...` are asked one by one (a point too near the border
-for the marker is answered `null` with the reason); `--num_points N` asks a grid of ~N markable pixels, as the
-paper's point clouds. Writes `predictions.json`, `preview.png`, and with `--num_points` `point_cloud.ply`
-(x, y, z [m], colour, confidence) and `depth.png` (colour-mapped z-depth).
+The image is read as displayed (its EXIF orientation applied; `--exif_orientation false` keeps the stored
+pixels), and points and intrinsics are pixels of that image. The camera comes from `--intrinsics`
+(`FX FY CX CY [W H]` [px]), else `--fov` (horizontal, [deg]), else the image's EXIF 35 mm-equivalent focal
+length. `--points X,Y ...` are asked one by one (a point too near the border for the marker is answered `null`
+with the reason); `--num_points N` asks a grid of ~N markable pixels, as the paper's point clouds. Writes
+`predictions.json`, `preview.png`, and with `--num_points` `point_cloud.ply` (x, y, z [m], colour, confidence)
+and `depth.png` (colour-mapped z-depth).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ class PredictArguments:
     max_new_tokens: int = field(default=8, metadata={"help": "Tokens generated per query after the prefix."})
     preset: PresetName | None = field(default=None, metadata={"help": PRESET_HELP})
     device: str | None = field(default=None, metadata={"help": "Torch device (default: cuda if available)."})
+    exif_orientation: bool = field(
+        default=True,
+        metadata={
+            "help": "Read the image as displayed (its EXIF orientation applied): points and intrinsics are pixels "
+            "of the upright picture. False: the stored pixels."
+        },
+    )
 
     def __post_init__(self) -> None:
         spec = answers.get_task(self.task)
@@ -66,11 +75,16 @@ class PredictArguments:
         check_output_dir(self.output_dir, "output_dir", {"image": self.image, "model": self.model})
 
     def point_array(self) -> np.ndarray:
-        """`points` as an (N, 2) float array [px]."""
+        """`points` as an (N, 2) float array [px]; each entry is exactly one `X,Y` pair of finite numbers."""
         try:
-            return np.array([[float(v) for v in p.split(",")] for p in self.points], dtype=np.float64).reshape(-1, 2)
+            pairs = [[float(v) for v in p.split(",")] for p in self.points]
+            if any(len(pair) != 2 or not np.isfinite(pair).all() for pair in pairs):
+                raise ValueError
         except ValueError:
-            raise ValueError(f"`points` must be X,Y pairs such as 320,240, got {self.points!r}.") from None
+            raise ValueError(
+                f"`points` must be X,Y pairs of finite numbers such as 320,240, got {self.points!r}."
+            ) from None
+        return np.array(pairs, dtype=np.float64).reshape(-1, 2)
 
 
 def make_parser() -> TrlParser:
@@ -80,7 +94,7 @@ def make_parser() -> TrlParser:
 
 def predict(args: PredictArguments) -> dict[str, Any]:
     """Run the queries of `args`, write the outputs, return `predictions.json`'s content plus the paths."""
-    image = load_image(args.image)
+    image = load_image(args.image, exif_orientation=args.exif_orientation)
     camera, source = camera_for(image, args.intrinsics, args.fov)
     predictor = DepthLMPredictor.from_pretrained(
         args.model,

@@ -40,7 +40,8 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
-def _weights_problem(folder: Path) -> str | None:
+def weights_problem(folder: Path) -> str | None:
+    """Why the model weights in `folder` are missing, cut short or malformed (None when whole; headers only)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -84,7 +85,7 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         return f"trainer_state.json is unreadable ({type(err).__name__})"
     if not isinstance(step, int):
         return f"trainer_state.json has no integer global_step (got {step!r})"
-    return _weights_problem(folder)
+    return weights_problem(folder)
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +33,10 @@ RewardFunc = Callable[..., list[float | None]]
 Metric = Literal["l1", "l2", "absrel", "delta1"]
 """The accuracy measures of `metric_reward`."""
 METRICS: tuple[Metric, ...] = get_args(Metric)
+
+REWARD_FLOOR = -1.0e12
+"""The lowest reward of a parsed answer: an answer of 1e160 m, or a label of 5e-324 m, gets it instead of -inf or
+an OverflowError (the trainer normalises rewards in float32, where it is still finite)."""
 
 _THINK_ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 
@@ -67,15 +72,18 @@ def metric_reward(prediction: float, target: float, metric: Metric) -> float:
     (-1.0, -1.0, -0.5)
     >>> tuple(metric_reward(prediction, 2.0, "delta1") for prediction in (2.4, 2.6, 0.0))
     (1.0, 0.0, 0.0)
+
+    Errors past :data:`REWARD_FLOOR` get it, so every parsed answer has a finite reward:
+
+    >>> metric_reward(1e160, 2.0, "l2"), metric_reward(2.0, 5e-324, "absrel")
+    (-1000000000000.0, -1000000000000.0)
     """
     check_choice("metric", metric, Metric)
     error = prediction - target
-    if metric == "l1":
-        return -abs(error)
-    if metric == "l2":
-        return -(error**2)
-    if metric == "absrel":
-        return -abs(error) / target
+    if metric in ("l1", "l2", "absrel"):
+        # Float products and quotients overflow to inf (`**` would raise OverflowError); inf becomes the floor.
+        reward = {"l1": -abs(error), "l2": -(error * error), "absrel": -abs(error) / target}[metric]
+        return reward if reward >= REWARD_FLOOR else REWARD_FLOOR
     if prediction <= 0:  # delta1
         return 0.0
     return 1.0 if max(prediction / target, target / prediction) < 1.25 else 0.0
@@ -119,7 +127,12 @@ class AnswerReward:
         depth = _column({"depth": depth}, "depth", len(completions))
         tasks = _column(columns, "task", len(completions)) or [self.task] * len(completions)
         rewards: list[float | None] = []
-        for completion, target, task in zip(completions, depth, tasks, strict=True):
+        for row, (completion, target, task) in enumerate(zip(completions, depth, tasks, strict=True)):
+            if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)):
+                raise TypeError(
+                    f"`depth` must hold numbers (or None) in the task's unit, got {type(target).__name__} "
+                    f"{target!r} at row {row}."
+                )
             prediction = parse_answer(completion_text(completion), task=task)
             if target is None or not math.isfinite(target) or target <= 0:
                 rewards.append(None)  # a bad label says nothing about the completion

@@ -19,7 +19,7 @@ from depthlm_hf.data.views import MixtureView, TrainingView, TrainingViewConfig,
 from depthlm_hf.models import families, vision_attention
 from depthlm_hf.prompting.presets import checkpoint_preset, preset_settings, saved_processor_config
 from depthlm_hf.prompting.processing import DepthLMProcessor
-from depthlm_hf.resources import check_model_source, no_remote_code
+from depthlm_hf.resources import check_model_source, check_weights, no_remote_code
 from depthlm_hf.tasks.text import get_task
 from depthlm_hf.training.checkpoints import checkpoint_problem, last_complete_checkpoint
 from depthlm_hf.training.configs import DepthLMScriptArguments
@@ -198,6 +198,7 @@ def load_model(model_args: ModelConfig, training_args: Any) -> PreTrainedModel:
         "trust_remote_code": training_args.trust_remote_code,
         **(training_args.model_init_kwargs or {}),
     }
+    check_weights(model_args.model_name_or_path, "model_name_or_path")
     return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **no_remote_code(kwargs))
 
 

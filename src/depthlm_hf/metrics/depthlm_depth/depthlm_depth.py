@@ -63,6 +63,9 @@ class DepthlmDepth(evaluate.Metric):
 
     def compute(self, *, predictions=None, references=None, **kwargs):
         """Score `predictions` against `references`; text is parsed first, so a list may mix text, numbers."""
+        if (predictions is None) != (references is None):  # both None: the batches given to `add_batch`
+            missing = "predictions" if predictions is None else "references"
+            raise TypeError(f"`{missing}` is required with the other: a sequence of values, got None.")
         # evaluate picks one input schema per batch; parsing text here lets one list mix text and numbers.
         if predictions is not None and any(isinstance(p, str) for p in predictions):
             predictions = to_metres(predictions, kwargs.get("task", "distance"))
