@@ -226,3 +226,21 @@ def test_output_files_follow_the_umask(data, tmp_path):
         p.name for p in files
     }
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: "0o664" for p in files}
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_the_final_sft_save_is_one_line(tmp_path, capsys, monkeypatch):
+    """A save that fails part-way (the checkpoint's weights on a full disk) ends the run with one line naming the
+    file; an incomplete `checkpoint-N` it leaves is skipped on resume (`tests/test_training_checkpoints.py`)."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    weights = tmp_path / "run" / "model.safetensors"
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(weights))
+
+    monkeypatch.setattr("transformers.Trainer.save_model", full_disk)
+    argv = ["sft", "--config", str(recipe), "--max_steps", "1", "--synthetic_scenes", "4", "--output_dir",
+            str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    line = one_line_error(capsys, "sft")
+    assert line == f"depthlm sft: error: [Errno 28] No space left on device: {str(weights)!r}", line

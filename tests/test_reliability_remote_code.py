@@ -60,8 +60,9 @@ def evil(tiny_dir, tmp_path_factory):
 
 
 @pytest.fixture
-def answer_yes(monkeypatch):
-    """Every `input()` prompt answered "y", as a user with the habit would."""
+def answer_yes(monkeypatch, evil):
+    """Every `input()` prompt answered "y", as a user with the habit would (and no sentinel from an earlier test)."""
+    evil[1].unlink(missing_ok=True)
     asked = []
     monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
     return asked
