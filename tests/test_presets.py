@@ -76,6 +76,7 @@ def test_a_local_copy_of_the_release_picks_official_pixtral_before_any_model_loa
     and the processor is loaded before the model."""
     import transformers
 
+    from depthlm_hf.inference import predictor as predictor_module
     from depthlm_hf.models.tiny import tiny_llava_pixtral
     from depthlm_hf.prompting.processing import DepthLMProcessor
     from depthlm_hf.testing import write_release_files
@@ -94,10 +95,12 @@ def test_a_local_copy_of_the_release_picks_official_pixtral_before_any_model_loa
 
     monkeypatch.setattr(DepthLMProcessor, "from_pretrained", processor_from_pretrained)
     monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", model_from_pretrained)
+    # The folder holds no weights: the weights check must come after the processor and before the model.
+    monkeypatch.setattr(predictor_module, "check_weights", lambda path, argument: calls.append(("weights", path, {})))
     if importlib.util.find_spec("torchvision") is None:  # PixtralProcessor is a placeholder: a stand-in class
         monkeypatch.setattr(transformers, "PixtralProcessor", transformers.LlavaProcessor)
     DepthLMPredictor.from_pretrained(folder, device="cpu", show_progress=False)
-    assert [call[0] for call in calls] == ["processor", "model"]
+    assert [call[0] for call in calls] == ["processor", "weights", "model"]
     settings = calls[0][2]
     assert settings["preset"] == "official_pixtral" and settings["unified_focal_length"] == 750.0
     assert settings["pixel_map"] == "release" and settings["base_processor_class"] == "PixtralProcessor"

@@ -104,11 +104,11 @@ class DepthLMPredictor(QueryPredictor):
         from transformers import AutoModelForImageTextToText
 
         source = checkpoint_source(str(path), revision, "path")  # a Hub id without a network fails here, fast
-        check_weights(source, "path")
         device = resolve_device(device)
         backend = {} if image_backend is None else {"backend": image_backend}
         settings = presets.checkpoint_settings(source, preset, revision)  # before the (12B) model: fails fast
         processor = DepthLMProcessor.from_pretrained(source, revision=revision, **backend, **settings)
+        check_weights(source, "path")  # after the processor, so a folder of the release's files is recognised first
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         loading = {"dtype": dtype, "attn_implementation": attn_implementation or "sdpa", "revision": revision}
