@@ -22,8 +22,10 @@ import torch
 from transformers import set_seed
 from trl import SFTTrainer
 
+from depthlm_hf.choices import check_dataclass_choices
 from depthlm_hf.data.views import index_dataset
 from depthlm_hf.demo.data import (
+    Crop,
     DemoScenes,
     SceneBank,
     model_image,
@@ -69,6 +71,16 @@ DESCRIPTIONS = {
 
 Ablation = Literal["focal", "marker", "query"]
 ABLATIONS: tuple[str, ...] = get_args(Ablation)
+ABLATION_HELP = (
+    "None (full method), 'focal' (no unification), 'marker' (text coordinates, no marker, no stage 1) or 'query' "
+    "(windows centred on the query pixel in training and evaluation, no stage 1; the checkpoint saves that window, "
+    "so the predictor asks it the same way)."
+)
+CROP_HELP = (
+    "Model window: 'paper' (training crops of random size centred on the principal point, the whole image in "
+    "evaluation), 'principal' (a fixed 112x84 principal window) or 'query' (centred on the query pixel; set by "
+    "`--ablation query`)."
+)
 
 
 @dataclass
@@ -77,14 +89,7 @@ class DemoArguments:
 
     output_dir: str = field(default="demo_output", metadata={"help": "Folder for the report, pictures and model."})
     fast: bool = field(default=False, metadata={"help": "Smoke mode (~20 s): a few scenes and steps."})
-    ablation: str | None = field(
-        default=None,
-        metadata={
-            "help": "None (full method), 'focal' (no unification), 'marker' (text coordinates, no marker, no stage 1) "
-            "or 'query' (windows centred on the query pixel in training and evaluation, no stage 1; the checkpoint "
-            "saves that window, so the predictor asks it the same way)."
-        },
-    )
+    ablation: Ablation | None = field(default=None, metadata={"help": ABLATION_HELP})
     seed: int = field(default=0, metadata={"help": "Seed of scenes, weights and row order."})
     model_type: str = field(
         default="qwen2_5_vl",
@@ -110,14 +115,7 @@ class DemoArguments:
     vision_depth: int = field(default=2, metadata={"help": "Vision tower blocks."})
     rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the text model."})
     vision_rope_theta: float = field(default=10000.0, metadata={"help": "Rope base of the vision tower."})
-    crop: str = field(
-        default="paper",
-        metadata={
-            "help": "Model window: 'paper' (training crops of random size centred on the principal point, the whole "
-            "image in evaluation), 'principal' (a fixed 112x84 principal window) or 'query' (centred on the query "
-            "pixel; set by `--ablation query`)."
-        },
-    )
+    crop: Crop = field(default="paper", metadata={"help": CROP_HELP})
     cue: str = field(
         default="texture",
         metadata={
@@ -137,8 +135,7 @@ class DemoArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.ablation is not None and self.ablation not in ABLATIONS:
-            raise ValueError(f"`ablation` must be one of {', '.join(ABLATIONS)} (or omitted), got {self.ablation!r}.")
+        check_dataclass_choices(self)  # `ablation` and `crop`, also when built in code or from a YAML file
         get_family(self.model_type)  # a ValueError listing the registered families
         if self.fast:
             for name, value in FAST.items():
